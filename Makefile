@@ -1,0 +1,35 @@
+# Two commands a new user needs:  `make run` (set up + main job)  and  `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Stage commands (`mtlflow ...` in dvc.yaml) resolve from the project's venv.
+export PATH := $(abspath $(BIN)):$(PATH)
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export GIT_PYTHON_REFRESH ?= quiet
+
+.PHONY: setup run test lint ui clean
+
+setup: $(BIN)/.installed
+
+# torch is pinned to the CPU wheel through constraints.txt; see README "Installing elsewhere".
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+run: setup
+	$(BIN)/dvc repro
+	$(BIN)/mtlflow summary
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check mtl_models pipelines tests benchmarks
+
+ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --workers 1
+
+clean:
+	rm -rf data models reports mlruns mlartifacts mlflow.db .dvc/cache .dvc/tmp

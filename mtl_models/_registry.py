@@ -1,0 +1,50 @@
+"""Name -> class registries, so configs can name components and unknown names fail helpfully."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(ValueError):
+    """Raised when a registry is asked for a name it does not hold."""
+
+
+class Registry(Generic[T]):
+    """Maps names to classes of one kind (backbones, heads, weightings)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, type[T]] = {}
+
+    def register(self, name: str) -> Callable[[type[T]], type[T]]:
+        def decorator(cls: type[T]) -> type[T]:
+            if name in self._items:
+                raise ValueError(f"{self.kind} '{name}' is already registered")
+            self._items[name] = cls
+            return cls
+
+        return decorator
+
+    def get(self, name: str) -> type[T]:
+        try:
+            return self._items[name]
+        except KeyError:
+            available = ", ".join(sorted(self._items)) or "none"
+            raise UnknownNameError(
+                f"unknown {self.kind} '{name}'; available: {available}"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def items(self) -> Iterator[tuple[str, type[T]]]:
+        return iter(sorted(self._items.items()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __repr__(self) -> str:
+        return f"Registry(kind={self.kind!r}, names={self.names()})"

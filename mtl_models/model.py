@@ -1,0 +1,159 @@
+"""The multi-task network: a shared trunk, optional per-task branches, one head per task."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mtl_models.backbones import BACKBONES, Backbone
+from mtl_models.heads import Decoded, TaskHead, build_head
+from mtl_models.tasks import TaskSpec
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild a model before loading its weights."""
+
+    tasks: tuple[TaskSpec, ...]
+    backbone: str = "cnn"
+    backbone_args: dict[str, Any] = field(default_factory=dict)
+    shared_depth: int | None = None  # None: every backbone block is shared
+    head_hidden: int = 64
+    dropout: float = 0.0
+    image_size: int = 64
+    channels: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tasks": [t.to_dict() for t in self.tasks],
+            "backbone": self.backbone,
+            "backbone_args": dict(self.backbone_args),
+            "shared_depth": self.shared_depth,
+            "head_hidden": self.head_hidden,
+            "dropout": self.dropout,
+            "image_size": self.image_size,
+            "channels": self.channels,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        data = dict(data)
+        data["tasks"] = tuple(TaskSpec.from_dict(t) for t in data["tasks"])
+        return cls(**data)
+
+
+class MultiTaskModel(nn.Module):
+    """Images ``[B, C, H, W]`` in [0, 1] -> raw outputs per task.
+
+    The first ``shared_depth`` backbone blocks are shared by all tasks (the split point); each
+    task gets its own copy of the remaining blocks, then its head.
+    """
+
+    def __init__(
+        self,
+        tasks: tuple[TaskSpec, ...] | list[TaskSpec],
+        backbone: Backbone,
+        shared_depth: int | None = None,
+        head_hidden: int = 64,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if not tasks:
+            raise ValueError("a multi-task model needs at least one task")
+        names = [t.name for t in tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task names must be unique, got {names}")
+        depth = backbone.depth
+        shared_depth = depth if shared_depth is None else shared_depth
+        if not 0 <= shared_depth <= depth:
+            raise ValueError(f"shared_depth must be in 0..{depth}, got {shared_depth}")
+        self.tasks = tuple(tasks)
+        self.shared_depth = shared_depth
+        self.trunk = nn.Sequential(*backbone.build_blocks()[:shared_depth])
+        self.branches: nn.ModuleDict | None = None
+        if shared_depth < depth:
+            self.branches = nn.ModuleDict(
+                {t.name: nn.Sequential(*backbone.build_blocks()[shared_depth:]) for t in tasks}
+            )
+        self.pool = backbone.build_pool()
+        self.heads = nn.ModuleDict(
+            {t.name: build_head(t, backbone.out_features, head_hidden, dropout) for t in tasks}
+        )
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        shared = self.trunk(images)
+        if self.branches is None:
+            features = self.pool(shared)  # computed once, read by every head
+            return {name: head(features) for name, head in self.heads.items()}
+        return {
+            name: head(self.pool(self.branches[name](shared))) for name, head in self.heads.items()
+        }
+
+    def head(self, name: str) -> TaskHead:
+        head = self.heads[name]
+        assert isinstance(head, TaskHead)
+        return head
+
+    def task_losses(self, outputs: dict[str, Tensor], labels: Tensor) -> Tensor:
+        """Per-task mean loss over the samples labelled for that task: ``[T]``.
+
+        ``labels`` is ``[B, T]`` float with NaN for a missing label. A task with no labelled
+        sample in the batch contributes a zero that is still connected to the graph, so every
+        parameter keeps receiving a (zero) gradient.
+        """
+        losses = []
+        for t, name in enumerate(self.task_names):
+            target = labels[:, t]
+            present = ~torch.isnan(target)
+            out = outputs[name]
+            if bool(present.all()):
+                losses.append(self.head(name).loss(out, target))
+            elif bool(present.any()):
+                losses.append(self.head(name).loss(out[present], target[present]))
+            else:
+                losses.append(out.sum() * 0.0)
+        return torch.stack(losses)
+
+    @torch.no_grad()
+    def decode(self, outputs: dict[str, Tensor]) -> dict[str, Decoded]:
+        return {name: self.head(name).decode(out) for name, out in outputs.items()}
+
+
+def build_model(spec: ModelSpec) -> MultiTaskModel:
+    backbone_cls = BACKBONES.get(spec.backbone)
+    backbone = backbone_cls(in_channels=spec.channels, **spec.backbone_args)  # type: ignore[call-arg]
+    return MultiTaskModel(
+        spec.tasks,
+        backbone,
+        shared_depth=spec.shared_depth,
+        head_hidden=spec.head_hidden,
+        dropout=spec.dropout,
+    )
+
+
+WEIGHTS_FILE = "model.pt"
+SPEC_FILE = "model_spec.json"
+
+
+def save_checkpoint(model: MultiTaskModel, spec: ModelSpec, directory: Path) -> None:
+    """Write ``model.pt`` (state dict) and ``model_spec.json`` into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), directory / WEIGHTS_FILE)
+    (directory / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
+
+
+def load_checkpoint(weights: Path, spec_file: Path) -> tuple[MultiTaskModel, ModelSpec]:
+    spec = ModelSpec.from_dict(json.loads(spec_file.read_text()))
+    model = build_model(spec)
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    model.eval()
+    return model, spec

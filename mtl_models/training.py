@@ -1,0 +1,202 @@
+"""The training loop. It reports through callbacks; tracking and pruning plug in from outside."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from mtl_models.metrics import summarize, task_metrics
+from mtl_models.model import MultiTaskModel
+from mtl_models.weighting import Weighting
+
+Batch = tuple[Tensor, Tensor]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; any torch device string is accepted."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Predictions:
+    """Labels and decoded predictions over a loader, in task order."""
+
+    labels: np.ndarray  # [N, T], NaN = missing
+    predictions: np.ndarray  # [N, T]
+    probas: dict[str, np.ndarray]  # task -> [N, K] for kinds with class probabilities
+
+
+@torch.no_grad()
+def predict(model: MultiTaskModel, loader: Iterable[Batch], device: torch.device) -> Predictions:
+    model.eval()
+    labels, preds, probas = [], [], {name: [] for name in model.task_names}
+    for images, batch_labels in loader:
+        decoded = model.decode(model(images.to(device)))
+        labels.append(batch_labels.numpy())
+        preds.append(
+            np.stack([decoded[n].prediction.float().cpu().numpy() for n in model.task_names], 1)
+        )
+        for name, d in decoded.items():
+            if d.proba is not None:
+                probas[name].append(d.proba.cpu().numpy())
+    return Predictions(
+        labels=np.concatenate(labels),
+        predictions=np.concatenate(preds),
+        probas={name: np.concatenate(p) for name, p in probas.items() if p},
+    )
+
+
+def score_predictions(
+    model: MultiTaskModel, result: Predictions, majority: Mapping[str, float] | None = None
+) -> dict[str, dict[str, Any]]:
+    return {
+        task.name: task_metrics(
+            task,
+            result.labels[:, t],
+            result.predictions[:, t],
+            None if majority is None else majority.get(task.name),
+        )
+        for t, task in enumerate(model.tasks)
+    }
+
+
+@dataclass
+class EpochLog:
+    epoch: int  # 1-based
+    train_loss: float  # mean combined loss over the epoch's steps
+    task_losses: dict[str, float]  # mean unweighted loss per task
+    weights: dict[str, float]  # mean effective weight per task
+    val_metrics: dict[str, dict[str, Any]]
+    val_score: float  # mean primary score over tasks
+    seconds: float
+    is_best: bool
+
+
+@dataclass
+class FitResult:
+    history: list[EpochLog] = field(default_factory=list)
+    best_epoch: int = 0
+    best_score: float = -math.inf
+    stopped_early: bool = False
+
+
+class Callback:
+    """Hooks the trainer calls; override what you need. Raising stops training (pruning)."""
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        pass
+
+    def on_epoch_end(self, log: EpochLog) -> None:
+        pass
+
+    def on_train_end(self, result: FitResult) -> None:
+        pass
+
+
+class Trainer:
+    """AdamW + cosine schedule; early stopping on the mean validation score, best weights kept."""
+
+    def __init__(
+        self,
+        model: MultiTaskModel,
+        weighting: Weighting,
+        *,
+        epochs: int,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        patience: int | None = None,
+        min_delta: float = 0.0,
+        device: torch.device | str = "cpu",
+        majority: Mapping[str, float] | None = None,
+        callbacks: Sequence[Callback] = (),
+    ):
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.weighting = weighting.to(self.device)
+        self.epochs = epochs
+        self.patience = patience
+        self.min_delta = min_delta
+        self.majority = majority
+        self.callbacks = list(callbacks)
+        params = list(model.parameters()) + list(weighting.parameters())
+        self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=epochs)
+
+    def train_epoch(self, loader: Iterable[Batch]) -> tuple[float, Tensor, Tensor]:
+        """One pass; returns mean combined loss, mean task losses ``[T]``, mean weights ``[T]``."""
+        self.model.train()
+        n_tasks = len(self.model.tasks)
+        total = torch.zeros((), device=self.device)
+        task_sum = torch.zeros(n_tasks, device=self.device)
+        weight_sum = torch.zeros(n_tasks, device=self.device)
+        steps = 0
+        for images, labels in loader:
+            images = images.to(self.device, non_blocking=True)
+            labels = labels.to(self.device, non_blocking=True)
+            losses = self.model.task_losses(self.model(images), labels)
+            loss = self.weighting.combine(losses)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            # Accumulated on the device and read once per epoch: no sync inside the step.
+            total += loss.detach()
+            task_sum += losses.detach()
+            weight_sum += self.weighting.effective_weights(losses)
+            steps += 1
+        if steps == 0:
+            raise ValueError("the training loader yielded no batches")
+        self.scheduler.step()
+        return float(total) / steps, (task_sum / steps).cpu(), (weight_sum / steps).cpu()
+
+    def fit(self, train_loader: DataLoader[Batch], val_loader: DataLoader[Batch]) -> FitResult:
+        result = FitResult()
+        best_state: dict[str, Tensor] | None = None
+        waited = 0
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        names = self.model.task_names
+        for epoch in range(1, self.epochs + 1):
+            start = time.perf_counter()
+            train_loss, task_losses, weights = self.train_epoch(train_loader)
+            val_metrics = score_predictions(
+                self.model, predict(self.model, val_loader, self.device), self.majority
+            )
+            val_score = summarize(val_metrics)["mean_score"]
+            improved = val_score > result.best_score + self.min_delta
+            if improved:
+                result.best_score, result.best_epoch, waited = val_score, epoch, 0
+                best_state = copy.deepcopy(self.model.state_dict())
+            else:
+                waited += 1
+            log = EpochLog(
+                epoch=epoch,
+                train_loss=train_loss,
+                task_losses=dict(zip(names, task_losses.tolist(), strict=True)),
+                weights=dict(zip(names, weights.tolist(), strict=True)),
+                val_metrics=val_metrics,
+                val_score=val_score,
+                seconds=time.perf_counter() - start,
+                is_best=improved,
+            )
+            result.history.append(log)
+            for cb in self.callbacks:
+                cb.on_epoch_end(log)
+            if self.patience is not None and waited >= self.patience:
+                result.stopped_early = True
+                break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        for cb in self.callbacks:
+            cb.on_train_end(result)
+        return result

@@ -1,0 +1,1 @@
+"""mtlflow pipelines: configuration, stages, tracking, serving and the ``mtlflow`` CLI."""

@@ -1,0 +1,101 @@
+"""Project file layout and writes that never leave a half-written output behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    """Where stages read and write, relative to the project root (see DESIGN.md)."""
+
+    root: Path
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.root / "data" / "raw"
+
+    @property
+    def manifest(self) -> Path:
+        return self.raw_dir / "manifest.csv"
+
+    @property
+    def splits_dir(self) -> Path:
+        return self.root / "data" / "splits"
+
+    def split_file(self, name: str) -> Path:
+        return self.splits_dir / f"{name}.npz"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def run_info(self) -> Path:
+        return self.models_dir / "run.json"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.reports_dir / "plots"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.reports_dir / "metrics.json"
+
+    @property
+    def registry_file(self) -> Path:
+        return self.reports_dir / "registry.json"
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a scratch directory that replaces ``target`` only if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield scratch
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    backup = target.with_name(f".{target.name}.old")
+    if target.exists():
+        shutil.rmtree(backup, ignore_errors=True)
+        target.rename(backup)
+    scratch.rename(target)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: Path, produced_by: str) -> Any:
+    from pipelines.errors import MtlflowError
+
+    if not path.is_file():
+        raise MtlflowError(f"{path}: not found; run `mtlflow {produced_by}` (or `dvc repro`) first")
+    return json.loads(path.read_text())

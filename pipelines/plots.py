@@ -1,0 +1,67 @@
+"""Figures people would rather see than read: learning curves and confusion matrices."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: files only
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from mtl_models.metrics import confusion
+from mtl_models.tasks import TaskSpec
+from mtl_models.training import EpochLog
+from pipelines.files import atomic_write_bytes
+
+
+def learning_curves(history: Sequence[EpochLog]) -> Figure:
+    """Training loss per task and validation score per task, by epoch."""
+    epochs = [log.epoch for log in history]
+    tasks = list(history[0].task_losses)
+    fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for task in tasks:
+        ax_loss.plot(epochs, [log.task_losses[task] for log in history], label=task, lw=1)
+        ax_score.plot(epochs, [log.val_metrics[task]["score"] for log in history], label=task, lw=1)
+    ax_loss.plot(epochs, [log.train_loss for log in history], "k-", lw=2, label="combined")
+    ax_score.plot(epochs, [log.val_score for log in history], "k-", lw=2, label="mean")
+    ax_loss.set(title="train loss", xlabel="epoch", yscale="log")
+    ax_score.set(title="validation score (primary metric)", xlabel="epoch")
+    ax_score.legend(fontsize=7, loc="lower right", ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrices(
+    tasks: Sequence[TaskSpec], labels: np.ndarray, predictions: np.ndarray
+) -> Figure:
+    """One confusion matrix per discrete task (rows: true, columns: predicted)."""
+    discrete = [(t, task) for t, task in enumerate(tasks) if task.is_discrete]
+    cols = min(3, max(1, len(discrete)))
+    rows = max(1, math.ceil(len(discrete) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.3 * rows), squeeze=False)
+    for ax in axes.flat[len(discrete) :]:
+        ax.axis("off")
+    for ax, (t, task) in zip(axes.flat, discrete, strict=False):
+        matrix = confusion(task, labels[:, t], predictions[:, t])
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), count in np.ndenumerate(matrix):
+            color = "white" if count > matrix.max() / 2 else "black"
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color=color)
+        ax.set(title=task.name, xlabel="predicted", ylabel="true")
+        ax.set_xticks(range(matrix.shape[1]))
+        ax.set_yticks(range(matrix.shape[0]))
+    fig.tight_layout()
+    return fig
+
+
+def save(fig: Figure, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())

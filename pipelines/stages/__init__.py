@@ -1,0 +1,9 @@
+"""Pipeline stages: plain functions (params + paths in, files out) that every entry point calls."""
+
+from pipelines.stages.evaluate import evaluate
+from pipelines.stages.prepare import prepare
+from pipelines.stages.register import register
+from pipelines.stages.split import split
+from pipelines.stages.train import train
+
+__all__ = ["evaluate", "prepare", "register", "split", "train"]

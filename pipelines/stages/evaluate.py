@@ -1,0 +1,76 @@
+"""``evaluate``: score the trained model on the test split; write metrics.json and plots."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import mlflow
+
+from mtl_models.data import MultiTaskImageDataset, make_loader
+from mtl_models.metrics import majority_labels, summarize
+from mtl_models.model import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
+from mtl_models.training import predict, score_predictions
+from pipelines import plots, tracking
+from pipelines.config import Params
+from pipelines.files import ProjectPaths, read_json, write_json
+from pipelines.stages.split import load_split
+
+# majority_accuracy sits beside the score because a constant predictor's QWK is 0 by
+# definition: accuracy shows whether a skewed ordinal task really beats "always the mode".
+TABLE_COLUMNS = ("kind", "score", "majority_baseline", "accuracy", "majority_accuracy", "collapsed")
+
+
+def format_table(metrics: dict[str, Any]) -> str:
+    """Per-task test metrics as a fixed-width text table."""
+    per_task = metrics["tasks"]
+    extra = sorted({k for m in per_task.values() for k in m} - set(TABLE_COLUMNS) - {"n"})
+    header = ["task", *TABLE_COLUMNS, *extra]
+    rows = []
+    for name, m in per_task.items():
+        cells = [name]
+        for key in header[1:]:
+            value = m.get(key, "")
+            cells.append(f"{value:.3f}" if isinstance(value, float) else str(value).lower())
+        rows.append(cells)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    summary = metrics["summary"]
+    lines.append(
+        f"mean score {summary['mean_score']:.3f}; "
+        f"{len(summary['tasks_beating_majority'])}/{len(per_task)} tasks beat their majority "
+        "baseline; "
+        f"collapsed: {', '.join(summary['collapsed_tasks']) or 'none'}"
+    )
+    return "\n".join(lines)
+
+
+def evaluate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
+    """Write ``reports/metrics.json`` (DESIGN.md schema) and test plots; log them to the run."""
+    run_info = read_json(paths.run_info, "train")
+    model, spec = load_checkpoint(paths.models_dir / WEIGHTS_FILE, paths.models_dir / SPEC_FILE)
+    tasks = list(spec.tasks)
+    _, train_labels = load_split(paths, "train", tasks)
+    test_images, test_labels = load_split(paths, "test", tasks)
+    loader = make_loader(MultiTaskImageDataset(test_images, test_labels), 256, shuffle=False)
+    result = predict(model, loader, next(model.parameters()).device)
+    per_task = score_predictions(model, result, majority_labels(train_labels, tasks))
+    metrics = {"tasks": per_task, "summary": summarize(per_task)}
+
+    write_json(paths.metrics_file, metrics)
+    confusion_png = paths.plots_dir / "confusion_matrices.png"
+    plots.save(plots.confusion_matrices(tasks, result.labels, result.predictions), confusion_png)
+
+    with tracking.resumed_run(params, run_info["run_id"]):
+        flat = {"test/score": metrics["summary"]["mean_score"]}
+        for task, values in per_task.items():
+            for name, value in values.items():
+                if isinstance(value, (int, float)) and name != "n" and not math.isnan(value):
+                    flat[f"test/{task}/{name}"] = float(value)
+        mlflow.log_metrics(flat)
+        tracking.log_split_dataset(paths.splits_dir / "test.csv", "testing")
+        mlflow.log_artifact(str(paths.metrics_file))
+        mlflow.log_artifact(str(confusion_png), artifact_path="plots")
+    print(format_table(metrics))
+    return metrics

@@ -1,0 +1,68 @@
+"""``register``: add the trained model to the registry; move the alias only if it is better."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from pipelines import tracking
+from pipelines.config import Params
+from pipelines.files import ProjectPaths, read_json, write_json
+
+SCORE_TAG = "mean_test_score"
+
+
+def champion_score(client: MlflowClient, name: str, alias: str) -> tuple[str | None, float | None]:
+    """Version and mean test score of the model the alias points at, if any."""
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None, None
+    score = version.tags.get(SCORE_TAG)
+    return version.version, (float(score) if score is not None else None)
+
+
+def register(params: Params, paths: ProjectPaths) -> dict[str, Any]:
+    """Register the model in ``models/run.json``; record the decision in ``reports/``."""
+    run_info = read_json(paths.run_info, "train")
+    metrics = read_json(paths.metrics_file, "evaluate")
+    score = float(metrics["summary"]["mean_score"])
+    name, alias = params.registry.model_name, params.registry.alias
+
+    tracking.configure(params)
+    client = MlflowClient()
+    previous_version, previous_score = champion_score(client, name, alias)
+    version = mlflow.register_model(run_info["model_uri"], name)
+    client.set_model_version_tag(name, version.version, SCORE_TAG, f"{score:.6f}")
+    client.set_model_version_tag(name, version.version, "run_id", run_info["run_id"])
+
+    promote = previous_score is None or score > previous_score
+    if promote:
+        client.set_registered_model_alias(name, alias, version.version)
+        reason = (
+            f"no '{alias}' yet"
+            if previous_score is None
+            else f"mean test score {score:.4f} > {previous_score:.4f} (version {previous_version})"
+        )
+        print(f"register: {name} version {version.version} is now @{alias}: {reason}")
+    else:
+        print(
+            f"register: {name} version {version.version} registered; @{alias} stays on version "
+            f"{previous_version}: mean test score {score:.4f} <= {previous_score:.4f}"
+        )
+    decision = {
+        "model_name": name,
+        "version": int(version.version),
+        "alias": alias,
+        "promoted": promote,
+        "score": score,
+        "champion_version": int(version.version if promote else previous_version),  # type: ignore[arg-type]
+        "previous_champion_version": int(previous_version) if previous_version else None,
+        "previous_champion_score": previous_score,
+        "run_id": run_info["run_id"],
+    }
+    write_json(paths.registry_file, decision)
+    return decision

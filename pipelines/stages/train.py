@@ -1,0 +1,120 @@
+"""``train``: fit the multi-task model, log the run and a servable pyfunc to MLflow."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import mlflow
+import numpy as np
+import torch
+
+from mtl_models.data import MultiTaskImageDataset, make_loader
+from mtl_models.metrics import majority_labels
+from mtl_models.model import ModelSpec, build_model, save_checkpoint
+from mtl_models.tasks import TaskSpec
+from mtl_models.training import Trainer, resolve_device
+from mtl_models.weighting import build_weighting
+from pipelines import plots, tracking
+from pipelines.config import Params
+from pipelines.files import ProjectPaths, atomic_dir, write_json
+from pipelines.serving import log_pyfunc_model
+from pipelines.stages.split import load_split, split_digest
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fit_task_specs(tasks: list[TaskSpec], train_labels: np.ndarray) -> list[TaskSpec]:
+    """Regression targets are standardised with statistics of the training split only."""
+    fitted = []
+    for t, task in enumerate(tasks):
+        if not task.is_discrete:
+            values = train_labels[:, t][~np.isnan(train_labels[:, t])]
+            std = float(values.std()) if len(values) > 1 else 1.0
+            task = replace(task, target_mean=float(values.mean()), target_std=std or 1.0)
+        fitted.append(task)
+    return fitted
+
+
+def model_spec(params: Params, tasks: list[TaskSpec], image_size: int, channels: int) -> ModelSpec:
+    m = params.model
+    return ModelSpec(
+        tasks=tuple(tasks),
+        backbone=m.backbone.name,
+        backbone_args={"width": m.backbone.width, "depth": m.backbone.depth},
+        shared_depth=m.shared_depth,
+        head_hidden=m.head_hidden,
+        dropout=m.dropout,
+        image_size=image_size,
+        channels=channels,
+    )
+
+
+def train(params: Params, paths: ProjectPaths) -> dict[str, object]:
+    """Train, write ``models/`` and log everything to one MLflow run; returns ``run.json``."""
+    cfg = params.train
+    tasks = params.task_specs()
+    train_images, train_labels = load_split(paths, "train", tasks)
+    val_images, val_labels = load_split(paths, "val", tasks)
+    seed_everything(cfg.seed)
+    tasks = fit_task_specs(tasks, train_labels)
+    spec = model_spec(
+        params, tasks, image_size=train_images.shape[1], channels=train_images.shape[3]
+    )
+    model = build_model(spec)
+    weighting = build_weighting(
+        cfg.weighting.method, [t.name for t in tasks], **cfg.weighting_kwargs()
+    )
+    device = resolve_device(cfg.device)
+    train_loader = make_loader(
+        MultiTaskImageDataset(train_images, train_labels),
+        cfg.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+    )
+    val_loader = make_loader(MultiTaskImageDataset(val_images, val_labels), 256, shuffle=False)
+
+    with tracking.training_run(params, paths.root, run_name="train") as run:
+        mlflow.set_tags({"mtlflow.stage": "train", "data.split_sha256": split_digest(paths)})
+        tracking.log_split_dataset(paths.splits_dir / "train.csv", "training")
+        tracking.log_split_dataset(paths.splits_dir / "val.csv", "validation")
+        print(
+            f"train: {len(train_images)} train / {len(val_images)} val samples, "
+            f"{len(tasks)} tasks, "
+            f"weighting {cfg.weighting.method}, device {device}, MLflow run {run.info.run_id}"
+        )
+        trainer = Trainer(
+            model,
+            weighting,
+            epochs=cfg.epochs,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            patience=cfg.patience,
+            device=device,
+            majority=majority_labels(train_labels, tasks),
+            callbacks=[tracking.EpochPrinter(), tracking.MlflowEpochLogger()],
+        )
+        result = trainer.fit(train_loader, val_loader)
+        mlflow.log_metrics({"best_epoch": result.best_epoch, "best_val_score": result.best_score})
+        print(f"train: best val/score {result.best_score:.4f} at epoch {result.best_epoch}")
+
+        curves = paths.plots_dir / "learning_curves.png"
+        plots.save(plots.learning_curves(result.history), curves)
+        mlflow.log_artifact(str(curves), artifact_path="plots")
+
+        with atomic_dir(paths.models_dir) as scratch:
+            save_checkpoint(model.cpu(), spec, scratch)
+            info = log_pyfunc_model(scratch, val_images[:2])
+            run_info = {
+                "run_id": run.info.run_id,
+                "experiment_id": run.info.experiment_id,
+                "model_uri": info.model_uri,
+                "best_epoch": result.best_epoch,
+                "best_val_score": result.best_score,
+            }
+            write_json(scratch / paths.run_info.name, run_info)
+    return run_info

@@ -1,0 +1,119 @@
+"""MLflow glue: where runs go, what they record, and the trainer callback that logs epochs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.entities import Run
+
+from mtl_models.training import Callback, EpochLog
+from pipelines.config import Params
+
+
+def tracking_uri(params: Params) -> str:
+    """``MLFLOW_TRACKING_URI`` wins over ``tracking.uri`` in params."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or params.tracking.uri
+
+
+def configure(params: Params) -> str:
+    uri = tracking_uri(params)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> ``{"train.lr": 0.002, ...}`` for ``mlflow.log_params``."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat |= flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    return flat
+
+
+def git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
+@contextmanager
+def training_run(params: Params, root: Path, run_name: str) -> Iterator[Run]:
+    """Start (or, under ``mlflow run``, join) the run a training stage logs to."""
+    configure(params)
+    if os.environ.get("MLFLOW_RUN_ID"):
+        # Under `mlflow run` the run (and its experiment) already exist: join it.
+        context = mlflow.start_run()
+    else:
+        experiment = mlflow.set_experiment(params.tracking.experiment)
+        context = mlflow.start_run(experiment_id=experiment.experiment_id, run_name=run_name)
+    with context as run:
+        commit = git_commit(root)
+        if commit:
+            mlflow.set_tag("mlflow.source.git.commit", commit)
+        mlflow.log_params(flatten(params.model_dump(by_alias=True, mode="json")))
+        yield run
+
+
+@contextmanager
+def resumed_run(params: Params, run_id: str) -> Iterator[Run]:
+    configure(params)
+    with mlflow.start_run(run_id=run_id) as run:
+        yield run
+
+
+def log_split_dataset(csv: Path, context: str) -> None:
+    """Record a split's manifest as an MLflow dataset input (name, digest, source, schema)."""
+    frame = pd.read_csv(csv)
+    with warnings.catch_warnings():
+        # MLflow registers its local-file source class twice and warns that a path matches
+        # "LocalArtifactDatasetSource, LocalArtifactDatasetSource": the same class, harmless.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        dataset = mlflow.data.from_pandas(frame, source=str(csv.resolve()), name=csv.stem)
+    mlflow.log_input(dataset, context=context)
+
+
+def run_url(params: Params, run_id: str, host: str = "http://127.0.0.1:5000") -> str:
+    run = mlflow.get_run(run_id)
+    return f"{host}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+
+
+class MlflowEpochLogger(Callback):
+    """Logs each epoch's losses, effective weights and validation metrics (step = epoch)."""
+
+    def on_epoch_end(self, log: EpochLog) -> None:
+        metrics: dict[str, float] = {"train/loss": log.train_loss, "val/score": log.val_score}
+        for task, loss in log.task_losses.items():
+            metrics[f"train/{task}/loss"] = loss
+        for task, weight in log.weights.items():
+            metrics[f"weights/{task}"] = weight
+        for task, values in log.val_metrics.items():
+            for name, value in values.items():
+                if isinstance(value, (int, float)) and name != "n":
+                    metrics[f"val/{task}/{name}"] = float(value)
+        mlflow.log_metrics(metrics, step=log.epoch)
+
+
+class EpochPrinter(Callback):
+    """One line per epoch, so long training shows progress."""
+
+    def on_epoch_end(self, log: EpochLog) -> None:
+        worst = min(log.val_metrics.items(), key=lambda kv: kv[1]["score"])
+        marker = " *" if log.is_best else ""
+        print(
+            f"epoch {log.epoch:3d}  loss {log.train_loss:.4f}  val/score {log.val_score:.4f}  "
+            f"weakest {worst[0]}={worst[1]['score']:.3f}  {log.seconds:.1f}s{marker}",
+            flush=True,
+        )

@@ -1,0 +1,65 @@
+"""`dvc repro` in a real DVC repository: runs every stage once, then re-runs nothing."""
+
+import json
+
+import pytest
+import yaml
+
+from tests.helpers import copy_project, run
+
+pytestmark = pytest.mark.slow
+
+STAGES = ["prepare", "split", "train", "evaluate", "register"]
+
+
+def ran(output: str) -> list[str]:
+    return [s for s in STAGES if f"Running stage '{s}'" in output]
+
+
+def test_repro_runs_all_stages_then_nothing_then_only_what_a_param_touches(tmp_path):
+    project = copy_project(tmp_path / "project")
+
+    first = run(["dvc", "repro"], project)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert ran(first.stdout) == STAGES
+    assert "tasks beat their majority baseline" in first.stdout  # evaluate printed its table
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert list(lock["stages"]) == STAGES
+    assert lock["stages"]["train"]["params"]["params.yaml"]["train"]["epochs"] == 2
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert len(metrics["tasks"]) == 9
+    run_id = json.loads((project / "models/run.json").read_text())["run_id"]
+
+    second = run(["dvc", "repro"], project)
+    assert second.returncode == 0, second.stderr
+    assert ran(second.stdout) == []
+    assert json.loads((project / "models/run.json").read_text())["run_id"] == run_id
+    status = run(["dvc", "status"], project)
+    assert "up to date" in status.stdout
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["train"]["epochs"] = 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    third = run(["dvc", "repro"], project)
+    assert third.returncode == 0, third.stderr
+    assert ran(third.stdout) == ["train", "evaluate", "register"]
+
+    shown = run(["dvc", "metrics", "show", "--json"], project)
+    assert shown.returncode == 0 and "mean_score" in shown.stdout
+
+
+def test_mlproject_main_entry_point_runs_the_pipeline_in_one_mlflow_run(tmp_path):
+    project = copy_project(tmp_path / "project")
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    result = run(
+        ["mlflow", "run", ".", "-e", "main", "--env-manager", "local"],
+        project,
+        MLFLOW_TRACKING_URI=uri,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    import mlflow
+
+    run_id = json.loads((project / "models/run.json").read_text())["run_id"]
+    run_data = mlflow.MlflowClient(uri).get_run(run_id)
+    assert run_data.data.tags.get("mlflow.project.entryPoint") == "main"
+    assert "test/score" in run_data.data.metrics and "val/score" in run_data.data.metrics

@@ -1,0 +1,118 @@
+"""The stages end to end against a real SQLite MLflow store (one shared tiny run)."""
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from pipelines import stages
+from pipelines.files import write_json
+from pipelines.serving import IMAGE_COLUMN, ImagePredictor, encode_png
+from pipelines.stages.split import load_split
+
+pytestmark = pytest.mark.slow
+
+TASKS = [
+    f"{d}_{r}" for d in ("scratches", "pits", "corrosion") for r in ("left", "center", "right")
+]
+
+
+def client_for(run) -> MlflowClient:
+    mlflow.set_tracking_uri(run.tracking_uri)
+    return MlflowClient(run.tracking_uri)
+
+
+def test_metrics_json_follows_the_design_schema(pipeline_run):
+    metrics = json.loads(pipeline_run.paths.metrics_file.read_text())
+    assert list(metrics["tasks"]) == TASKS
+    for m in metrics["tasks"].values():
+        assert m["kind"] == "ordinal"
+        assert {"score", "collapsed", "majority_baseline", "qwk", "mae", "accuracy"} <= set(m)
+        assert m["score"] == m["qwk"]
+        assert isinstance(m["collapsed"], bool)
+    summary = metrics["summary"]
+    assert summary["mean_score"] == pytest.approx(
+        np.mean([m["score"] for m in metrics["tasks"].values()])
+    )
+    assert set(summary["collapsed_tasks"]) == {
+        t for t, m in metrics["tasks"].items() if m["collapsed"]
+    }
+
+
+def test_training_run_records_params_epochs_datasets_plots_and_test_metrics(pipeline_run):
+    client = client_for(pipeline_run)
+    run = client.get_run(pipeline_run.run_info["run_id"])
+    assert run.data.params["train.epochs"] == "2"
+    assert run.data.params["model.backbone.width"] == "8"
+    history = client.get_metric_history(run.info.run_id, "val/pits_left/qwk")
+    assert [m.step for m in history] == [1, 2]
+    for key in ("train/loss", "train/corrosion_right/loss", "val/score", "weights/pits_center"):
+        assert len(client.get_metric_history(run.info.run_id, key)) == 2, key
+    assert client.get_metric_history(run.info.run_id, "weights/pits_center")[0].value == 1.0
+    assert run.data.metrics["test/score"] == pytest.approx(
+        pipeline_run.metrics["summary"]["mean_score"]
+    )
+    assert "test/scratches_left/qwk" in run.data.metrics
+    contexts = {
+        d.dataset.name: {t.value for t in d.tags if t.key == "mlflow.data.context"}
+        for d in run.inputs.dataset_inputs
+    }
+    assert contexts == {"train": {"training"}, "val": {"validation"}, "test": {"testing"}}
+    assert run.data.tags["data.split_sha256"]
+    plots = {f.path for f in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {"plots/learning_curves.png", "plots/confusion_matrices.png"}
+
+
+def test_pyfunc_predictions_match_the_checkpoint_after_save_and_load(pipeline_run):
+    tasks = pipeline_run.params.task_specs()
+    images, _ = load_split(pipeline_run.paths, "test", tasks)
+    direct = ImagePredictor.from_dir(pipeline_run.paths.models_dir).predict_images(images)
+    mlflow.set_tracking_uri(pipeline_run.tracking_uri)
+    loaded = mlflow.pyfunc.load_model(pipeline_run.run_info["model_uri"])
+    served = loaded.predict(pd.DataFrame({IMAGE_COLUMN: [encode_png(img) for img in images]}))
+    assert list(served.columns) == [c for t in TASKS for c in (t, f"{t}_proba")]
+    pd.testing.assert_frame_equal(served, direct)
+    proba = np.array(served["pits_left_proba"].tolist())
+    assert proba.shape == (len(images), 6)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_pyfunc_reports_bad_rows_as_invalid_parameter(pipeline_run):
+    mlflow.set_tracking_uri(pipeline_run.tracking_uri)
+    model = mlflow.pyfunc.load_model(pipeline_run.run_info["model_uri"])
+    good = encode_png(np.zeros((32, 32), np.uint8))
+    with pytest.raises(mlflow.exceptions.MlflowException) as err:
+        model.predict(pd.DataFrame({IMAGE_COLUMN: [good, "%%%not-base64"]}))
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert "row 1" in err.value.message and "not valid base64" in err.value.message
+
+
+def test_champion_alias_moves_only_for_a_better_model(pipeline_run):
+    params, paths = pipeline_run.params, pipeline_run.paths
+    client = client_for(pipeline_run)
+    name = params.registry.model_name
+    assert pipeline_run.decision["promoted"] is True
+    first = client.get_model_version_by_alias(name, "champion")
+    assert int(first.version) == pipeline_run.decision["version"]
+
+    metrics = json.loads(paths.metrics_file.read_text())
+    original = metrics["summary"]["mean_score"]
+    try:
+        metrics["summary"]["mean_score"] = original - 0.5
+        write_json(paths.metrics_file, metrics)
+        worse = stages.register(params, paths)
+        assert worse["promoted"] is False
+        assert client.get_model_version_by_alias(name, "champion").version == first.version
+
+        metrics["summary"]["mean_score"] = original + 0.5
+        write_json(paths.metrics_file, metrics)
+        better = stages.register(params, paths)
+        assert better["promoted"] is True
+        assert client.get_model_version_by_alias(name, "champion").version == better["version"]
+        assert better["previous_champion_version"] == int(first.version)
+    finally:
+        metrics["summary"]["mean_score"] = original
+        write_json(paths.metrics_file, metrics)

@@ -44,7 +44,9 @@ class MultiTaskImageDataset(Dataset[tuple[Tensor, Tensor]]):
             return self._tensors[0][index], self._tensors[1][index]
         assert self.transform is not None
         image, labels = self.transform(self.images[index], self.labels[index])
-        return images_to_tensor(image[None])[0], torch.from_numpy(np.asarray(labels, np.float32))
+        return images_to_tensor(image[None])[0], torch.from_numpy(
+            np.ascontiguousarray(labels, np.float32)
+        )
 
 
 def make_loader(

@@ -27,10 +27,13 @@ def _top_share(values: np.ndarray) -> float:
     return float(counts.max() / counts.sum())
 
 
-def _discrete_scores(kind: TaskKind, y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    if kind is TaskKind.ORDINAL:
+def _discrete_scores(task: TaskSpec, y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    if task.kind is TaskKind.ORDINAL:
+        # All levels passed explicitly: the quadratic penalty is by level distance, even when
+        # a level (often the rare 5) is absent from this split.
+        levels = list(range(task.n_classes))  # type: ignore[arg-type]
         qwk = (
-            skm.cohen_kappa_score(y, p, weights="quadratic")
+            skm.cohen_kappa_score(y, p, weights="quadratic", labels=levels)
             if len(np.unique(np.r_[y, p])) > 1
             else 0.0
         )
@@ -81,8 +84,8 @@ def task_metrics(
 
     if task.is_discrete:
         majority = _mode(y) if majority is None else majority
-        scores = _discrete_scores(task.kind, y, p)
-        baseline = _discrete_scores(task.kind, y, np.full_like(y, majority))
+        scores = _discrete_scores(task, y, p)
+        baseline = _discrete_scores(task, y, np.full_like(y, majority))
         collapsed = _top_share(p) >= COLLAPSE_SHARE and _top_share(y) < COLLAPSE_SHARE
         result["majority_accuracy"] = baseline["accuracy"]
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
@@ -56,8 +57,8 @@ class TaskSpec:
                 )
         elif self.n_classes is not None:
             raise ValueError(f"task '{self.name}': a regression task has no n_classes")
-        if self.target_std <= 0:
-            raise ValueError(f"task '{self.name}': target_std must be positive")
+        if not (math.isfinite(self.target_std) and self.target_std > 0):
+            raise ValueError(f"task '{self.name}': target_std must be positive and finite")
 
     @property
     def is_discrete(self) -> bool:

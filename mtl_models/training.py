@@ -121,6 +121,8 @@ class Trainer:
         majority: Mapping[str, float] | None = None,
         callbacks: Sequence[Callback] = (),
     ):
+        if patience is not None and patience < 1:
+            raise ValueError(f"patience must be >= 1 epoch or None, got {patience}")
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.weighting = weighting.to(self.device)

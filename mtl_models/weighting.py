@@ -75,7 +75,11 @@ class StaticWeighting(ScalarizerWeighting):
         if negative:
             raise ValueError(f"static weights must be >= 0, got negative for {negative}")
         vector = torch.tensor([float(weights.get(n, 1.0)) for n in task_names])
-        super().__init__(task_names, Constant(vector))
+        constant = Constant(vector)
+        # torchjd keeps the weights as a plain attribute; as a buffer they follow .to(device).
+        del constant.weights
+        constant.register_buffer("weights", vector)
+        super().__init__(task_names, constant)
         self.weights = weights
 
     def extra_repr(self) -> str:

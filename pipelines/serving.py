@@ -124,10 +124,7 @@ class MultiTaskPyfunc(mlflow.pyfunc.PythonModel):
 
 
 def signature_for(predictor: ImagePredictor, example: pd.DataFrame) -> ModelSignature:
-    with warnings.catch_warnings():
-        # The integer columns are predicted class indices, never missing: the hint does not apply.
-        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-        return infer_signature(example, predictor.predict_frame(example))
+    return infer_signature(example, predictor.predict_frame(example))
 
 
 def log_pyfunc_model(checkpoint_dir: Path, example_images: np.ndarray) -> ModelInfo:
@@ -135,7 +132,10 @@ def log_pyfunc_model(checkpoint_dir: Path, example_images: np.ndarray) -> ModelI
     weights, spec = checkpoint_dir / WEIGHTS_FILE, checkpoint_dir / SPEC_FILE
     predictor = ImagePredictor(weights, spec)
     example = pd.DataFrame({IMAGE_COLUMN: [encode_png(img) for img in example_images]})
-    with tempfile.TemporaryDirectory() as clean:
+    with tempfile.TemporaryDirectory() as clean, warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold missing values; ours are predicted
+        # class indices, never missing, so the hint does not apply.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
         # The model carries its own copy of the code, without byte-code caches.
         code = [
             shutil.copytree(

@@ -81,6 +81,8 @@ def log_split_dataset(csv: Path, context: str) -> None:
         # MLflow registers its local-file source class twice and warns that a path matches
         # "LocalArtifactDatasetSource, LocalArtifactDatasetSource": the same class, harmless.
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        # Its schema hint about integer columns is for model inputs, not a logged manifest.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
         dataset = mlflow.data.from_pandas(frame, source=str(csv.resolve()), name=csv.stem)
     mlflow.log_input(dataset, context=context)
 

@@ -43,6 +43,8 @@ def copy_project(dest: Path) -> Path:
         ["dvc", "init", "-q"],
         ["dvc", "config", "core.analytics", "false"],
         ["dvc", "config", "core.check_update", "false"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "project"],
     ):
         result = run(cmd, dest)
         assert result.returncode == 0, result.stderr

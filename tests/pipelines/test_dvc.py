@@ -2,6 +2,7 @@
 
 import json
 
+import mlflow
 import pytest
 import yaml
 
@@ -29,6 +30,9 @@ def test_repro_runs_all_stages_then_nothing_then_only_what_a_param_touches(tmp_p
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert len(metrics["tasks"]) == 9
     run_id = json.loads((project / "models/run.json").read_text())["run_id"]
+    head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+    tracked = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_run(run_id)
+    assert tracked.data.tags["mlflow.source.git.commit"] == head
 
     second = run(["dvc", "repro"], project)
     assert second.returncode == 0, second.stderr
@@ -57,9 +61,10 @@ def test_mlproject_main_entry_point_runs_the_pipeline_in_one_mlflow_run(tmp_path
         MLFLOW_TRACKING_URI=uri,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    import mlflow
-
     run_id = json.loads((project / "models/run.json").read_text())["run_id"]
+    head = run(["git", "rev-parse", "HEAD"], project).stdout.strip()
+    tracked = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}").get_run(run_id)
+    assert tracked.data.tags["mlflow.source.git.commit"] == head
     run_data = mlflow.MlflowClient(uri).get_run(run_id)
     assert run_data.data.tags.get("mlflow.project.entryPoint") == "main"
     assert "test/score" in run_data.data.metrics and "val/score" in run_data.data.metrics

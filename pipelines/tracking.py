@@ -84,7 +84,7 @@ def log_split_dataset(csv: Path, context: str) -> None:
         # Its schema hint about integer columns is for model inputs, not a logged manifest.
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
         dataset = mlflow.data.from_pandas(frame, source=str(csv.resolve()), name=csv.stem)
-    mlflow.log_input(dataset, context=context)
+        mlflow.log_input(dataset, context=context)
 
 
 def run_url(params: Params, run_id: str, host: str = "http://127.0.0.1:5000") -> str:

@@ -90,38 +90,53 @@ class MultiTaskModel(nn.Module):
         return [t.name for t in self.tasks]
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
+        return self.forward_with_features(images)[0]
+
+    def forward_with_features(self, images: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        """Outputs per task and the last representation all tasks share (for methods that
+        need per-task gradients of the shared parameters)."""
         shared = self.trunk(images)
         if self.branches is None:
             features = self.pool(shared)  # computed once, read by every head
-            return {name: head(features) for name, head in self.heads.items()}
-        return {
+            return {name: head(features) for name, head in self.heads.items()}, features
+        outputs = {
             name: head(self.pool(self.branches[name](shared))) for name, head in self.heads.items()
         }
+        return outputs, shared
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters every task's output depends on (the trunk before the split point)."""
+        return list(self.trunk.parameters())
 
     def head(self, name: str) -> TaskHead:
         head = self.heads[name]
         assert isinstance(head, TaskHead)
         return head
 
-    def task_losses(self, outputs: dict[str, Tensor], labels: Tensor) -> Tensor:
-        """Per-task mean loss over the samples labelled for that task: ``[T]``.
+    def task_loss_terms(self, outputs: dict[str, Tensor], labels: Tensor) -> list[Tensor]:
+        """One scalar loss per task: its mean over the samples labelled for it.
 
         ``labels`` is ``[B, T]`` float with NaN for a missing label. A task with no labelled
         sample in the batch contributes a zero that is still connected to the graph, so every
-        parameter keeps receiving a (zero) gradient.
+        parameter keeps receiving a (zero) gradient. The terms stay separate tensors (not
+        views of one stacked tensor) so each can be back-propagated on its own.
         """
-        losses = []
+        terms = []
         for t, name in enumerate(self.task_names):
             target = labels[:, t]
             present = ~torch.isnan(target)
             out = outputs[name]
             if bool(present.all()):
-                losses.append(self.head(name).loss(out, target))
+                terms.append(self.head(name).loss(out, target))
             elif bool(present.any()):
-                losses.append(self.head(name).loss(out[present], target[present]))
+                terms.append(self.head(name).loss(out[present], target[present]))
             else:
-                losses.append(out.sum() * 0.0)
-        return torch.stack(losses)
+                terms.append(out.sum() * 0.0)
+        return terms
+
+    def task_losses(self, outputs: dict[str, Tensor], labels: Tensor) -> Tensor:
+        """Per-task losses stacked into ``[T]`` (see ``task_loss_terms``)."""
+        return torch.stack(self.task_loss_terms(outputs, labels))
 
     @torch.no_grad()
     def decode(self, outputs: dict[str, Tensor]) -> dict[str, Decoded]:

@@ -76,11 +76,22 @@ class EpochLog:
     epoch: int  # 1-based
     train_loss: float  # mean combined loss over the epoch's steps
     task_losses: dict[str, float]  # mean unweighted loss per task
-    weights: dict[str, float]  # mean effective weight per task
+    weights: dict[str, float]  # mean effective weight per task (empty if the method has none)
     val_metrics: dict[str, dict[str, Any]]
     val_score: float  # mean primary score over tasks
     seconds: float
     is_best: bool
+    # Mean pairwise cosine of task gradients on the shared parameters, [T][T], for methods
+    # that compute per-task gradients; None otherwise.
+    gradient_cosine: list[list[float]] | None = None
+
+
+@dataclass
+class EpochStats:
+    loss: float  # mean weighted loss over the epoch's steps
+    task_losses: Tensor  # [T] mean unweighted loss per task
+    weights: Tensor | None  # [T] mean effective weight per task
+    gradient_cosine: Tensor | None  # [T, T] mean cosine of task gradients
 
 
 @dataclass
@@ -121,6 +132,11 @@ class Trainer:
         majority: Mapping[str, float] | None = None,
         callbacks: Sequence[Callback] = (),
     ):
+        if weighting.needs_task_gradients and not model.shared_parameters():
+            raise ValueError(
+                f"{type(weighting).__name__} needs per-task gradients of shared parameters, but "
+                "the model shares none (shared_depth=0); share at least one block"
+            )
         if patience is not None and patience < 1:
             raise ValueError(f"patience must be >= 1 epoch or None, got {patience}")
         self.device = torch.device(device)
@@ -131,35 +147,51 @@ class Trainer:
         self.min_delta = min_delta
         self.majority = majority
         self.callbacks = list(callbacks)
-        params = list(model.parameters()) + list(weighting.parameters())
+        params = list(model.parameters()) + weighting.optimizer_parameters()
         self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=epochs)
 
-    def train_epoch(self, loader: Iterable[Batch]) -> tuple[float, Tensor, Tensor]:
-        """One pass; returns mean combined loss, mean task losses ``[T]``, mean weights ``[T]``."""
+    def train_epoch(self, loader: Iterable[Batch]) -> EpochStats:
+        """One pass over ``loader``; statistics are accumulated on the device, read once."""
         self.model.train()
+        weighting = self.weighting
+        shared = self.model.shared_parameters() if weighting.needs_task_gradients else []
         n_tasks = len(self.model.tasks)
         total = torch.zeros((), device=self.device)
         task_sum = torch.zeros(n_tasks, device=self.device)
         weight_sum = torch.zeros(n_tasks, device=self.device)
-        steps = 0
+        cosine_sum = torch.zeros(n_tasks, n_tasks, device=self.device)
+        steps = weighted_steps = cosine_steps = 0
         for images, labels in loader:
             images = images.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
-            losses = self.model.task_losses(self.model(images), labels)
-            loss = self.weighting.combine(losses)
+            outputs, features = self.model.forward_with_features(images)
+            losses = self.model.task_loss_terms(outputs, labels)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            step = weighting.backward(losses, features, shared)
             self.optimizer.step()
-            # Accumulated on the device and read once per epoch: no sync inside the step.
-            total += loss.detach()
-            task_sum += losses.detach()
-            weight_sum += self.weighting.effective_weights(losses)
+            if weighting.needs_losses_after_step:
+                with torch.no_grad():
+                    weighting.after_step(self.model.task_losses(self.model(images), labels))
+            total += step.loss
+            task_sum += torch.stack([loss.detach() for loss in losses])
+            if step.weights is not None:
+                weight_sum += step.weights
+                weighted_steps += 1
+            if step.gradient_cosine is not None:
+                cosine_sum += step.gradient_cosine
+                cosine_steps += 1
             steps += 1
         if steps == 0:
             raise ValueError("the training loader yielded no batches")
+        weighting.end_epoch()
         self.scheduler.step()
-        return float(total) / steps, (task_sum / steps).cpu(), (weight_sum / steps).cpu()
+        return EpochStats(
+            loss=float(total) / steps,
+            task_losses=(task_sum / steps).cpu(),
+            weights=(weight_sum / weighted_steps).cpu() if weighted_steps else None,
+            gradient_cosine=(cosine_sum / cosine_steps).cpu() if cosine_steps else None,
+        )
 
     def fit(self, train_loader: DataLoader[Batch], val_loader: DataLoader[Batch]) -> FitResult:
         result = FitResult()
@@ -170,7 +202,7 @@ class Trainer:
         names = self.model.task_names
         for epoch in range(1, self.epochs + 1):
             start = time.perf_counter()
-            train_loss, task_losses, weights = self.train_epoch(train_loader)
+            stats = self.train_epoch(train_loader)
             val_metrics = score_predictions(
                 self.model, predict(self.model, val_loader, self.device), self.majority
             )
@@ -183,9 +215,16 @@ class Trainer:
                 waited += 1
             log = EpochLog(
                 epoch=epoch,
-                train_loss=train_loss,
-                task_losses=dict(zip(names, task_losses.tolist(), strict=True)),
-                weights=dict(zip(names, weights.tolist(), strict=True)),
+                train_loss=stats.loss,
+                task_losses=dict(zip(names, stats.task_losses.tolist(), strict=True)),
+                weights=(
+                    {}
+                    if stats.weights is None
+                    else dict(zip(names, stats.weights.tolist(), strict=True))
+                ),
+                gradient_cosine=(
+                    None if stats.gradient_cosine is None else stats.gradient_cosine.tolist()
+                ),
                 val_metrics=val_metrics,
                 val_score=val_score,
                 seconds=time.perf_counter() - start,

@@ -37,6 +37,23 @@ def learning_curves(history: Sequence[EpochLog]) -> Figure:
     return fig
 
 
+def gradient_cosine(history: Sequence[EpochLog]) -> Figure:
+    """Heatmaps of the mean pairwise cosine of task gradients: first and last epoch."""
+    names = list(history[0].task_losses)
+    shown = [history[0], history[-1]] if len(history) > 1 else [history[0]]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.6 * len(shown), 5), squeeze=False)
+    for ax, log in zip(axes[0], shown, strict=True):
+        matrix = np.asarray(log.gradient_cosine)
+        image = ax.imshow(matrix, cmap="RdBu", vmin=-1, vmax=1)
+        for (i, j), value in np.ndenumerate(matrix):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6)
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set_title(f"gradient cosine, epoch {log.epoch}")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    return fig
+
+
 def confusion_matrices(
     tasks: Sequence[TaskSpec], labels: np.ndarray, predictions: np.ndarray
 ) -> Figure:
@@ -58,6 +75,14 @@ def confusion_matrices(
         ax.set_yticks(range(matrix.shape[0]))
     fig.tight_layout()
     return fig
+
+
+def log_figure(fig: Figure, artifact_file: str) -> None:
+    """Log a figure to the active MLflow run (no local copy) and free it."""
+    import mlflow
+
+    mlflow.log_figure(fig, artifact_file)
+    plt.close(fig)
 
 
 def save(fig: Figure, path: Path) -> None:

@@ -101,6 +101,11 @@ class MlflowEpochLogger(Callback):
             metrics[f"train/{task}/loss"] = loss
         for task, weight in log.weights.items():
             metrics[f"weights/{task}"] = weight
+        if log.gradient_cosine is not None:
+            names = list(log.task_losses)
+            for i, a in enumerate(names):
+                for j in range(i + 1, len(names)):
+                    metrics[f"grad_cosine/{a}/{names[j]}"] = log.gradient_cosine[i][j]
         for task, values in log.val_metrics.items():
             for name, value in values.items():
                 if isinstance(value, (int, float)) and name != "n":

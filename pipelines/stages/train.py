@@ -105,6 +105,8 @@ def train(params: Params, paths: ProjectPaths) -> dict[str, object]:
         curves = paths.plots_dir / "learning_curves.png"
         plots.save(plots.learning_curves(result.history), curves)
         mlflow.log_artifact(str(curves), artifact_path="plots")
+        if result.history[-1].gradient_cosine is not None:  # gradient methods only
+            plots.log_figure(plots.gradient_cosine(result.history), "plots/gradient_cosine.png")
 
         with atomic_dir(paths.models_dir) as scratch:
             save_checkpoint(model.cpu(), spec, scratch)

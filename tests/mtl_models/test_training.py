@@ -203,11 +203,12 @@ def test_every_parameter_gets_a_gradient_after_one_step() -> None:
     nan = float("nan")
     labels = torch.tensor([[0.0, 2.0, nan, 0.5], [1.0, 0.0, nan, -1.0], [1.0, 1.0, nan, 2.0]])
     before = copy.deepcopy(model.state_dict())
-    loss, task_losses, weights = trainer.train_epoch([(torch.rand(3, 1, 8, 8), labels)])
+    stats = trainer.train_epoch([(torch.rand(3, 1, 8, 8), labels)])
 
-    assert math.isfinite(loss)
-    assert float(task_losses[2]) == 0.0  # 'ord' has no label in the batch
-    torch.testing.assert_close(weights, torch.ones(4))
+    assert math.isfinite(stats.loss)
+    assert float(stats.task_losses[2]) == 0.0  # 'ord' has no label in the batch
+    assert stats.weights is not None and stats.gradient_cosine is None
+    torch.testing.assert_close(stats.weights, torch.ones(4))
     for name, p in model.named_parameters():
         assert p.requires_grad
         assert p.grad is not None, name

@@ -86,3 +86,40 @@ def test_malformed_override_and_missing_file(tmp_path: Path):
         apply_overrides({"train": {"lr": 1}}, ["train.lr.x=2"])
     with pytest.raises(ConfigError, match="params file not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["train.weighting={method: cagrad, c: lots}"],
+            "  train.weighting.c: Input should be a valid number",
+        ),
+        (
+            ["train.weighting={method: aligned_mtl, scale_mode: max}"],
+            "  train.weighting.scale_mode:",
+        ),
+        (
+            ["train.weighting={method: dwa, tau: 2}"],
+            "  train.weighting.tau: Extra inputs are not permitted",
+        ),
+        (
+            ["train.weighting={method: upgrad, c: 1}"],
+            "  train.weighting.c: Extra inputs are not permitted",
+        ),
+    ],
+)
+def test_weighting_hyperparameters_are_typed_per_method(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_params(REPO / "params.yaml", overrides)
+    assert message in str(err.value)
+
+
+def test_every_registered_weighting_method_is_configurable():
+    from mtl_models.weighting import WEIGHTINGS
+
+    for method in WEIGHTINGS.names():
+        params = load_params(REPO / "params.yaml", [f"train.weighting={{method: {method}}}"])
+        assert params.train.weighting.method == method
+    params = load_params(REPO / "params.yaml", ["train.weighting={method: famo, lr: 0.01}"])
+    assert params.train.weighting_kwargs() == {"lr": 0.01, "weight_decay": 1e-3}

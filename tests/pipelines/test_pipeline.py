@@ -9,6 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from pipelines import stages
+from pipelines.config import load_params
 from pipelines.files import write_json
 from pipelines.serving import IMAGE_COLUMN, ImagePredictor, encode_png
 from pipelines.stages.split import load_split
@@ -116,3 +117,23 @@ def test_champion_alias_moves_only_for_a_better_model(pipeline_run):
     finally:
         metrics["summary"]["mean_score"] = original
         write_json(paths.metrics_file, metrics)
+
+
+def test_gradient_method_logs_weights_gradient_cosines_and_heatmap(project):
+    _, paths = project
+    params = load_params(paths.root / "params.yaml", ["train.weighting.method=upgrad"])
+    stages.prepare(params, paths)
+    stages.split(params, paths)
+    run_info = stages.train(params, paths)
+    client = MlflowClient(params.tracking.uri)
+    run = client.get_run(run_info["run_id"])
+    assert run.data.params["train.weighting.method"] == "upgrad"
+    cosine_keys = [k for k in run.data.metrics if k.startswith("grad_cosine/")]
+    assert len(cosine_keys) == 9 * 8 // 2
+    history = client.get_metric_history(run.info.run_id, "grad_cosine/pits_left/pits_center")
+    assert [m.step for m in history] == [1, 2]
+    assert all(-1.0 <= m.value <= 1.0 for m in history)
+    weights = [run.data.metrics[f"weights/{t}"] for t in TASKS]
+    assert all(w > 0 for w in weights) and len(set(weights)) > 1  # UPGrad reweights tasks
+    plots = {f.path for f in client.list_artifacts(run.info.run_id, "plots")}
+    assert "plots/gradient_cosine.png" in plots

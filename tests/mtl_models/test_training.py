@@ -10,7 +10,6 @@ import copy
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import pytest
 import torch
 from torch import Tensor
@@ -30,26 +29,15 @@ from mtl_models.training import (
     score_predictions,
 )
 from mtl_models.weighting import build_weighting
+from tests.toy_data import bright_left_images
 
 TASKS = (TaskSpec("bright", "binary"), TaskSpec("left", "binary"))
 NAMES = [t.name for t in TASKS]
 
 
-def two_task_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    bright = rng.integers(0, 2, n)
-    left = rng.integers(0, 2, n)
-    base = np.where(bright, 170.0, 85.0)[:, None, None]
-    side = np.where(left, 25.0, -25.0)[:, None, None]
-    halves = np.concatenate([np.ones((1, 8, 4)), -np.ones((1, 8, 4))], axis=2)
-    images = base + side * halves + rng.normal(0, 12, (n, 8, 8))
-    images = np.clip(np.rint(images), 0, 255).astype(np.uint8)[..., None]
-    return images, np.stack([bright, left], axis=1).astype(np.float32)
-
-
 def loaders(n_train: int = 256, n_val: int = 128):
-    train = MultiTaskImageDataset(*two_task_images(n_train, seed=1))
-    val = MultiTaskImageDataset(*two_task_images(n_val, seed=2))
+    train = MultiTaskImageDataset(*bright_left_images(n_train, seed=1))
+    val = MultiTaskImageDataset(*bright_left_images(n_val, seed=2))
     return make_loader(train, 32, shuffle=True, seed=0), make_loader(val, 64, shuffle=False)
 
 
@@ -142,7 +130,7 @@ def test_callbacks_called_once_per_epoch_with_filled_logs(fitted: Fitted) -> Non
 
 
 def test_majority_mapping_reaches_the_metrics(fitted: Fitted) -> None:
-    val_labels = two_task_images(128, seed=2)[1]
+    val_labels = bright_left_images(128, seed=2)[1]
     metrics = fitted.result.history[0].val_metrics
     # bright's baseline predicts the given 1.0; left's predicts the validation mode
     assert metrics["bright"]["majority_accuracy"] == pytest.approx(val_labels[:, 0].mean())

@@ -20,6 +20,7 @@ from mtl_models.model import ModelSpec, MultiTaskModel, build_model
 from mtl_models.tasks import TaskSpec
 from mtl_models.training import Trainer
 from mtl_models.weighting import WEIGHTINGS, StepResult, Weighting, build_weighting
+from tests.toy_data import bright_left_images
 
 SCALARISERS = ["equal", "static", "uw", "imtl_l", "dwa", "famo", "stch", "rlw", "gls"]
 AGGREGATORS = [
@@ -259,19 +260,6 @@ def test_trainer_accepts_a_loss_scalariser_on_a_model_sharing_nothing() -> None:
 
 BRIGHT_LEFT = (TaskSpec("bright", "binary"), TaskSpec("left", "binary"))
 EPOCHS = 3
-
-
-def bright_left_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Task ``bright``: is the mean brightness high? ``left``: is the left half brighter?"""
-    rng = np.random.default_rng(seed)
-    bright = rng.integers(0, 2, n)
-    left = rng.integers(0, 2, n)
-    base = np.where(bright, 170.0, 85.0)[:, None, None]
-    side = np.where(left, 25.0, -25.0)[:, None, None]
-    halves = np.concatenate([np.ones((1, 8, 4)), -np.ones((1, 8, 4))], axis=2)
-    images = base + side * halves + rng.normal(0, 12, (n, 8, 8))
-    images = np.clip(np.rint(images), 0, 255).astype(np.uint8)[..., None]
-    return images, np.stack([bright, left], axis=1).astype(np.float32)
 
 
 @pytest.mark.parametrize("method", METHODS)

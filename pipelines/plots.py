@@ -28,9 +28,13 @@ def learning_curves(history: Sequence[EpochLog]) -> Figure:
     for task in tasks:
         ax_loss.plot(epochs, [log.task_losses[task] for log in history], label=task, lw=1)
         ax_score.plot(epochs, [log.val_metrics[task]["score"] for log in history], label=task, lw=1)
-    ax_loss.plot(epochs, [log.train_loss for log in history], "k-", lw=2, label="combined")
+    # The unweighted sum, not the method's objective: comparable across weighting methods and
+    # positive (FAMO's or UW's objective can be negative, which a log axis cannot show).
+    ax_loss.plot(
+        epochs, [sum(log.task_losses.values()) for log in history], "k-", lw=2, label="sum"
+    )
     ax_score.plot(epochs, [log.val_score for log in history], "k-", lw=2, label="mean")
-    ax_loss.set(title="train loss", xlabel="epoch", yscale="log")
+    ax_loss.set(title="train loss per task (unweighted)", xlabel="epoch", yscale="log")
     ax_score.set(title="validation score (primary metric)", xlabel="epoch")
     ax_score.legend(fontsize=7, loc="lower right", ncol=2)
     fig.tight_layout()
@@ -41,7 +45,9 @@ def gradient_cosine(history: Sequence[EpochLog]) -> Figure:
     """Heatmaps of the mean pairwise cosine of task gradients: first and last epoch."""
     names = list(history[0].task_losses)
     shown = [history[0], history[-1]] if len(history) > 1 else [history[0]]
-    fig, axes = plt.subplots(1, len(shown), figsize=(5.6 * len(shown), 5), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(shown), figsize=(6.8 * len(shown), 6), squeeze=False, layout="constrained"
+    )
     for ax, log in zip(axes[0], shown, strict=True):
         matrix = np.asarray(log.gradient_cosine)
         image = ax.imshow(matrix, cmap="RdBu", vmin=-1, vmax=1)

@@ -156,6 +156,16 @@ class Params(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _gradient_methods_need_shared_blocks(self) -> Params:
+        method = WEIGHTINGS.get(self.train.weighting.method)
+        if method.needs_task_gradients and self.model.shared_depth == 0:
+            raise ValueError(
+                f"train.weighting.method '{self.train.weighting.method}' combines per-task "
+                "gradients of the shared blocks, but model.shared_depth is 0 (nothing shared)"
+            )
+        return self
+
     def task_specs(self) -> list[TaskSpec]:
         return [
             TaskSpec(name=name, kind=t.kind, n_classes=t.n_classes, column=t.column)

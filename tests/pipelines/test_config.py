@@ -123,3 +123,12 @@ def test_every_registered_weighting_method_is_configurable():
         assert params.train.weighting.method == method
     params = load_params(REPO / "params.yaml", ["train.weighting={method: famo, lr: 0.01}"])
     assert params.train.weighting_kwargs() == {"lr": 0.01, "weight_decay": 1e-3}
+
+
+def test_gradient_method_without_shared_blocks_is_refused_before_training():
+    with pytest.raises(ConfigError, match=r"model\.shared_depth is 0"):
+        load_params(REPO / "params.yaml", ["train.weighting.method=pcgrad", "model.shared_depth=0"])
+    params = load_params(
+        REPO / "params.yaml", ["train.weighting.method=uw", "model.shared_depth=0"]
+    )
+    assert params.model.shared_depth == 0  # loss methods do not need shared blocks

@@ -119,7 +119,9 @@ class TrainConfig(Section):
     patience: int | None = Field(8, ge=1, description="epochs without improvement; null = off")
     seed: int = 0
     device: str = "auto"
-    weighting: WeightingConfig = Field(default_factory=lambda: {"method": "equal"})
+    weighting: WeightingConfig = Field(
+        default_factory=lambda: {"method": "equal"}, validate_default=True
+    )
 
     def weighting_kwargs(self) -> dict[str, Any]:
         return self.weighting.model_dump(exclude={"method"})

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.config import apply_overrides, load_params
+from pipelines.config import apply_overrides, load_params, parse_params
 from pipelines.errors import ConfigError
 from tests.conftest import REPO
 
@@ -132,3 +132,12 @@ def test_gradient_method_without_shared_blocks_is_refused_before_training():
         REPO / "params.yaml", ["train.weighting.method=uw", "model.shared_depth=0"]
     )
     assert params.model.shared_depth == 0  # loss methods do not need shared blocks
+
+
+def test_sections_may_be_omitted_and_take_validated_defaults():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = parse_params({"tasks": raw["tasks"], "train": {"epochs": 3}})
+    assert params.train.weighting.method == "equal"
+    assert params.train.weighting_kwargs() == {}
+    assert params.split.train == pytest.approx(0.60)
+    assert params.registry.alias == "champion"

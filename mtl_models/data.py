@@ -49,8 +49,35 @@ class MultiTaskImageDataset(Dataset[tuple[Tensor, Tensor]]):
         )
 
 
+def _reseed_worker_transform(worker_id: int) -> None:
+    """Give each worker's transform its own stream, new every epoch, reproducible from the seed.
+
+    torch seeds every worker from the loader's generator (a fresh base seed per epoch); a
+    transform with its own random state (albumentations) would otherwise repeat the main
+    process's stream in every worker and every epoch.
+    """
+    info = torch.utils.data.get_worker_info()
+    reseed = getattr(getattr(info.dataset, "transform", None), "reseed", None)
+    if reseed is not None:
+        reseed(info.seed % 2**32)
+
+
 def make_loader(
-    dataset: MultiTaskImageDataset, batch_size: int, *, shuffle: bool, seed: int = 0
+    dataset: MultiTaskImageDataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    num_workers: int = 0,
 ) -> DataLoader[tuple[Tensor, Tensor]]:
+    """Batches in a seeded order; ``num_workers`` processes run the per-sample transform."""
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=num_workers,
+        worker_init_fn=_reseed_worker_transform if num_workers else None,
+        persistent_workers=num_workers > 0,
+    )

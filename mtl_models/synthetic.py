@@ -16,7 +16,7 @@ import math
 from statistics import NormalDist
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 DEFECTS = ("scratches", "pits", "corrosion")
 REGIONS = ("left", "center", "right")
@@ -90,8 +90,15 @@ def _draw_corrosion(draw: ImageDraw.ImageDraw, box, level: int, size: int, rng) 
 _DRAWERS = {"scratches": _draw_scratches, "pits": _draw_pits, "corrosion": _draw_corrosion}
 
 
-def render_sample(ratings: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A ``size x size`` uint8 grey image showing the given nine ratings."""
+def render_sample(
+    ratings: np.ndarray, size: int, rng: np.random.Generator, masks_out: list | None = None
+) -> np.ndarray:
+    """A ``size x size`` uint8 grey image showing the given nine ratings.
+
+    With ``masks_out`` (a list), appends one boolean ``[size, size]`` mask per task (in
+    ``defect_task_names()`` order) of the pixels its defects were drawn on: the ground truth of
+    where each label lives, used to check that an augmentation keeps labels true.
+    """
     ys = np.linspace(0.0, 1.0, size)[:, None]
     xs = np.linspace(0.0, 1.0, size)[None, :]
     base = rng.uniform(115, 150)
@@ -102,11 +109,14 @@ def render_sample(ratings: np.ndarray, size: int, rng: np.random.Generator) -> n
     masks = {}
     for d, defect in enumerate(DEFECTS):
         canvas = Image.new("L", (size, size), 0)
-        draw = ImageDraw.Draw(canvas)
         for r in range(len(REGIONS)):
             level = int(ratings[d * len(REGIONS) + r])
+            region = Image.new("L", (size, size), 0)
             if level:
-                _DRAWERS[defect](draw, _region_box(r, size), level, size, rng)
+                _DRAWERS[defect](ImageDraw.Draw(region), _region_box(r, size), level, size, rng)
+                canvas = ImageChops.lighter(canvas, region)  # binary shapes: the union
+            if masks_out is not None:
+                masks_out.append(np.asarray(region) > 0)
         if defect == "corrosion":
             canvas = canvas.filter(ImageFilter.GaussianBlur(radius=size / 64))
         masks[defect] = np.asarray(canvas, dtype=float) / 255.0

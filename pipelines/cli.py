@@ -67,6 +67,12 @@ def split(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) ->
 
 
 @app.command()
+def augment(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
+    """Show which augmentations every task's label survives; write the report and a preview."""
+    _run_stages(("augment",), params, set_)
+
+
+@app.command()
 def train(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
     """Train the multi-task model; write models/ and an MLflow run with a pyfunc model."""
     _run_stages(("train",), params, set_)

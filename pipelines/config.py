@@ -8,9 +8,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_type_hints
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from mtl_models.backbones import BACKBONES
+from mtl_models.effects import GROUPS, check_transform, expand_remap, task_sensitivity
 from mtl_models.tasks import TaskKind, TaskSpec
 from mtl_models.weighting import WEIGHTINGS
 from pipelines.errors import ConfigError
@@ -37,6 +47,23 @@ class TaskConfig(Section):
     kind: TaskKind
     column: str | None = None
     n_classes: int | None = Field(None, ge=2)
+    # Augmentation effects this label does not survive, beyond its kind's defaults:
+    # a list (any amount changes the label) or {effect: largest tolerated magnitude}.
+    sensitive_to: dict[str, float] = Field(default_factory=dict)
+    invariant_to: list[str] = Field(default_factory=list, description="lifts kind defaults")
+
+    @field_validator("sensitive_to", mode="before")
+    @classmethod
+    def _list_means_none_tolerated(cls, value: Any) -> Any:
+        return dict.fromkeys(value, 0.0) if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _known_effects(self) -> TaskConfig:
+        self.sensitivity()  # raises naming an unknown or contradictory effect
+        return self
+
+    def sensitivity(self) -> dict[str, float]:
+        return task_sensitivity(self.kind, self.sensitive_to, self.invariant_to)
 
     @model_validator(mode="after")
     def _classes_match_kind(self) -> TaskConfig:
@@ -119,12 +146,66 @@ class TrainConfig(Section):
     patience: int | None = Field(8, ge=1, description="epochs without improvement; null = off")
     seed: int = 0
     device: str = "auto"
+    num_workers: int = Field(
+        0, ge=0, description="DataLoader processes running augmentation; 0 = in the trainer"
+    )
     weighting: WeightingConfig = Field(
         default_factory=lambda: {"method": "equal"}, validate_default=True
     )
 
     def weighting_kwargs(self) -> dict[str, Any]:
         return self.weighting.model_dump(exclude={"method"})
+
+
+class TransformEntry(BaseModel):
+    """An albumentations transform: ``name``, ``p`` and the transform's own arguments."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str
+    p: float = Field(0.5, ge=0, le=1)
+
+    def args(self) -> dict[str, Any]:
+        return {"p": self.p, **(self.model_extra or {})}
+
+
+class AugmentConfig(Section):
+    """Requested train-time augmentation; the resolver keeps what every task's label survives."""
+
+    enabled: bool = True
+    geometric: list[TransformEntry] = Field(default_factory=list)
+    photometric: list[TransformEntry] = Field(default_factory=list)
+    noise_blur: list[TransformEntry] = Field(default_factory=list)
+    # transform name -> {source task: destination task}, ``*`` patterns allowed
+    remaps: dict[str, dict[str, str]] = Field(default_factory=dict)
+    preview_samples: int = Field(4, ge=1, le=16, description="rows of the preview grid")
+
+    @field_validator(*GROUPS)
+    @classmethod
+    def _known_transforms(cls, entries: list[TransformEntry], info: ValidationInfo) -> Any:
+        for i, entry in enumerate(entries):
+            try:
+                check_transform(entry.name, info.field_name)
+            except ValueError as exc:
+                raise ValueError(f"[{i}] {exc}") from None
+        return entries
+
+    @field_validator("remaps")
+    @classmethod
+    def _remappable(cls, remaps: dict[str, dict[str, str]]) -> Any:
+        for name in remaps:
+            try:
+                info = check_transform(name)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+            if not info.remappable:
+                raise ValueError(
+                    f"{name}: it is random when it fires, so no single remap describes it; "
+                    "remaps are for HorizontalFlip, VerticalFlip and Transpose"
+                )
+        return remaps
+
+    def entries(self) -> list[tuple[str, int, TransformEntry]]:
+        return [(g, i, e) for g in GROUPS for i, e in enumerate(getattr(self, g))]
 
 
 class RegisterConfig(Section):
@@ -141,6 +222,7 @@ class Params(Section):
     data: DataConfig = DataConfig()
     tasks: dict[str, TaskConfig] = Field(min_length=1)
     split: SplitConfig = SplitConfig()
+    augment: AugmentConfig = AugmentConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     # ``register`` is a method of pydantic models, so the section lives under another name.
@@ -159,6 +241,15 @@ class Params(Section):
         return self
 
     @model_validator(mode="after")
+    def _remaps_permute_tasks(self) -> Params:
+        for name, mapping in self.augment.remaps.items():
+            try:
+                expand_remap(mapping, list(self.tasks))
+            except ValueError as exc:
+                raise ValueError(f"augment.remaps.{name}: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
     def _gradient_methods_need_shared_blocks(self) -> Params:
         method = WEIGHTINGS.get(self.train.weighting.method)
         if method.needs_task_gradients and self.model.shared_depth == 0:
@@ -167,6 +258,10 @@ class Params(Section):
                 "gradients of the shared blocks, but model.shared_depth is 0 (nothing shared)"
             )
         return self
+
+    def task_sensitivity(self) -> dict[str, dict[str, float]]:
+        """Task -> {effect: largest tolerated magnitude}, in task order."""
+        return {name: t.sensitivity() for name, t in self.tasks.items()}
 
     def task_specs(self) -> list[TaskSpec]:
         return [

@@ -1,9 +1,10 @@
-"""Figures people would rather see than read: learning curves and confusion matrices."""
+"""Figures people would rather see than read: curves, confusion matrices, augmentation previews."""
 
 from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -80,6 +81,61 @@ def confusion_matrices(
         ax.set_xticks(range(matrix.shape[1]))
         ax.set_yticks(range(matrix.shape[0]))
     fig.tight_layout()
+    return fig
+
+
+def _label_text(value: float, kind_is_discrete: bool) -> str:
+    if np.isnan(value):
+        return "-"
+    return f"{int(value)}" if kind_is_discrete else f"{value:.3g}"
+
+
+def augmentation_preview(
+    rows: Sequence[Sequence[tuple[np.ndarray, np.ndarray, Sequence[str]]]],
+    tasks: Sequence[TaskSpec],
+) -> Figure:
+    """A grid of samples (rows) and their augmentations (columns), captioned with the labels.
+
+    Each cell is ``(image uint8 [H, W, C], labels [T], transforms that fired)``; the first
+    column is the original. A label that a remap moved is printed in red.
+    """
+    n_rows, n_cols = len(rows), max(len(r) for r in rows)
+    image_h, line_h = 1.7, 0.11  # inches
+    text_h = line_h * (len(tasks) + 5)  # caption below, up to four title lines above
+    height = (image_h + text_h) * n_rows + 0.4
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.9 * n_cols, height), squeeze=False)
+    fig.subplots_adjust(
+        left=0.02,
+        right=0.98,
+        top=1 - (0.4 + 0.45) / height,
+        bottom=(text_h - 0.45) / height,
+        wspace=0.08,
+        hspace=text_h / image_h,
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for r, row in enumerate(rows):
+        original = row[0][1]
+        for c, (image, labels, fired) in enumerate(row):
+            ax = axes[r, c]
+            cmap = "gray" if image.shape[-1] == 1 else None
+            ax.imshow(image.squeeze(-1) if cmap else image, cmap=cmap, vmin=0, vmax=255)
+            title = "original" if c == 0 else (", ".join(fired) or "(none fired)")
+            ax.set_title(textwrap.fill(title, 34, max_lines=4), fontsize=5.5)
+            for t, task in enumerate(tasks):
+                both_missing = np.isnan(labels[t]) and np.isnan(original[t])
+                moved = not (labels[t] == original[t] or both_missing)
+                ax.text(
+                    0.0,
+                    -0.03 - t * line_h / image_h,
+                    f"{task.name} {_label_text(labels[t], task.is_discrete)}",
+                    transform=ax.transAxes,
+                    fontsize=5.5,
+                    va="top",
+                    color="red" if moved else "black",
+                    family="monospace",
+                )
+    fig.suptitle("augmented training samples: labels after remapping (red = moved)", fontsize=9)
     return fig
 
 

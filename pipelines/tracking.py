@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import warnings
 from collections.abc import Iterator
@@ -29,10 +31,19 @@ def configure(params: Params) -> str:
     return uri
 
 
+_PARAM_KEY = re.compile(r"^[\w\-. :/]+$")  # what MLflow accepts in a param name
+
+
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mapping -> ``{"train.lr": 0.002, ...}`` for ``mlflow.log_params``."""
+    """Nested mapping -> ``{"train.lr": 0.002, ...}`` for ``mlflow.log_params``.
+
+    A mapping whose keys MLflow would refuse as names (``"*_left"`` in a remap) stays one
+    parameter holding its JSON.
+    """
     if not isinstance(data, dict):
         return {prefix: data}
+    if prefix and not all(_PARAM_KEY.match(str(key)) for key in data):
+        return {prefix: json.dumps(data)}
     flat: dict[str, Any] = {}
     for key, value in data.items():
         flat |= flatten(value, f"{prefix}.{key}" if prefix else str(key))

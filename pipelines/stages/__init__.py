@@ -1,9 +1,10 @@
 """Pipeline stages: plain functions (params + paths in, files out) that every entry point calls."""
 
+from pipelines.stages.augment import augment
 from pipelines.stages.evaluate import evaluate
 from pipelines.stages.prepare import prepare
 from pipelines.stages.register import register
 from pipelines.stages.split import split
 from pipelines.stages.train import train
 
-__all__ = ["evaluate", "prepare", "register", "split", "train"]
+__all__ = ["augment", "evaluate", "prepare", "register", "split", "train"]

@@ -19,6 +19,7 @@ from pipelines import plots, tracking
 from pipelines.config import Params
 from pipelines.files import ProjectPaths, atomic_dir, write_json
 from pipelines.serving import log_pyfunc_model
+from pipelines.stages.augment import resolve_augmentation, write_augmentation_report
 from pipelines.stages.split import load_split, split_digest
 
 
@@ -60,6 +61,8 @@ def train(params: Params, paths: ProjectPaths) -> dict[str, object]:
     tasks = params.task_specs()
     train_images, train_labels = load_split(paths, "train", tasks)
     val_images, val_labels = load_split(paths, "val", tasks)
+    policy = resolve_augmentation(params, image_size=train_images.shape[1])  # fails before training
+    print(policy.describe())
     seed_everything(cfg.seed)
     tasks = fit_task_specs(tasks, train_labels)
     spec = model_spec(
@@ -71,10 +74,11 @@ def train(params: Params, paths: ProjectPaths) -> dict[str, object]:
     )
     device = resolve_device(cfg.device)
     train_loader = make_loader(
-        MultiTaskImageDataset(train_images, train_labels),
+        MultiTaskImageDataset(train_images, train_labels, transform=policy.build(seed=cfg.seed)),
         cfg.batch_size,
         shuffle=True,
         seed=cfg.seed,
+        num_workers=cfg.num_workers,
     )
     val_loader = make_loader(MultiTaskImageDataset(val_images, val_labels), 256, shuffle=False)
 
@@ -82,6 +86,14 @@ def train(params: Params, paths: ProjectPaths) -> dict[str, object]:
         mlflow.set_tags({"mtlflow.stage": "train", "data.split_sha256": split_digest(paths)})
         tracking.log_split_dataset(paths.splits_dir / "train.csv", "training")
         tracking.log_split_dataset(paths.splits_dir / "val.csv", "validation")
+        report, preview = write_augmentation_report(
+            policy, tasks, train_images, train_labels, paths, params.augment.preview_samples
+        )
+        mlflow.log_artifact(str(report))
+        mlflow.log_artifact(str(preview), artifact_path="plots")
+        mlflow.log_metrics(
+            {"augment/kept": len(policy.kept), "augment/excluded": len(policy.excluded)}
+        )
         print(
             f"train: {len(train_images)} train / {len(val_images)} val samples, "
             f"{len(tasks)} tasks, "

@@ -141,3 +141,137 @@ def test_sections_may_be_omitted_and_take_validated_defaults():
     assert params.train.weighting_kwargs() == {}
     assert params.split.train == pytest.approx(0.60)
     assert params.registry.alias == "champion"
+
+
+# ---------------------------------------------------------------- augment and task effects
+
+
+def _raw() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def _invalid(raw: dict) -> str:
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    return str(err.value)
+
+
+def test_unknown_transform_names_its_group_and_suggests_the_close_one():
+    raw = _raw()
+    raw["augment"]["geometric"] = [{"name": "VerticalFlip"}, {"name": "HorizontalFlp", "p": 1}]
+    message = _invalid(raw)
+    assert "  augment.geometric: " in message
+    assert "[1] unknown transform 'HorizontalFlp'; did you mean 'HorizontalFlip'?" in message
+
+
+def test_transform_in_the_wrong_group_is_refused():
+    raw = _raw()
+    raw["augment"]["geometric"] = [{"name": "GaussNoise"}]
+    message = _invalid(raw)
+    assert "  augment.geometric: " in message
+    assert "'GaussNoise' is a noise_blur transform, not geometric" in message
+    raw["augment"]["geometric"] = []
+    raw["augment"]["noise_blur"] = [{"name": "GaussNoise"}]
+    assert parse_params(raw).augment.noise_blur[0].name == "GaussNoise"
+
+
+def test_remap_of_a_random_transform_is_refused():
+    raw = _raw()
+    raw["augment"]["remaps"] = {"RandomRotate90": {"*_left": "*_right", "*_right": "*_left"}}
+    message = _invalid(raw)
+    assert "  augment.remaps: " in message
+    assert "RandomRotate90: it is random when it fires" in message
+
+
+def test_remap_of_an_unknown_transform_is_refused():
+    raw = _raw()
+    raw["augment"]["remaps"] = {"HorizontalFlop": {"*_left": "*_right", "*_right": "*_left"}}
+    message = _invalid(raw)
+    assert "  augment.remaps: " in message
+    assert "unknown transform 'HorizontalFlop'; did you mean 'HorizontalFlip'?" in message
+
+
+def test_remap_naming_a_missing_task_is_refused():
+    raw = _raw()
+    raw["augment"]["remaps"] = {"HorizontalFlip": {"rust_left": "pits_right"}}
+    message = _invalid(raw)
+    assert "augment.remaps.HorizontalFlip: " in message
+    assert "'rust_left', which does not exist" in message
+
+
+def test_remap_that_is_not_a_permutation_is_refused():
+    raw = _raw()
+    raw["augment"]["remaps"] = {"HorizontalFlip": {"*_left": "*_right"}}
+    message = _invalid(raw)
+    assert "augment.remaps.HorizontalFlip: not a permutation" in message
+    assert "pits_right" in message
+
+
+def test_unknown_effect_in_a_task_names_the_task():
+    raw = _raw()
+    raw["tasks"]["scratches_left"]["sensitive_to"] = ["hflip", "hlfip"]
+    message = _invalid(raw)
+    assert "  tasks.scratches_left: " in message
+    assert "unknown effect 'hlfip'; did you mean 'hflip'?" in message
+    assert "tasks.pits_left" not in message
+
+
+def test_effect_both_sensitive_and_invariant_names_the_task():
+    raw = _raw()
+    raw["tasks"]["pits_center"]["invariant_to"] = ["rotate"]
+    message = _invalid(raw)
+    assert "  tasks.pits_center: " in message
+    assert "['rotate'] are declared both sensitive and invariant" in message
+
+
+def test_sensitive_to_is_a_list_or_a_mapping():
+    raw = _raw()
+    raw["tasks"]["pits_left"]["sensitive_to"] = ["hflip", "rotate"]
+    raw["tasks"]["pits_right"]["sensitive_to"] = {"rotate": 5, "blur": 3}
+    raw["tasks"]["pits_center"]["invariant_to"] = ["crop"]
+    params = parse_params(raw)
+    assert params.tasks["pits_left"].sensitive_to == {"hflip": 0.0, "rotate": 0.0}
+    assert params.tasks["pits_right"].sensitive_to == {"rotate": 5.0, "blur": 3.0}
+    sensitivity = params.task_sensitivity()
+    assert list(sensitivity) == list(params.tasks)
+    assert sensitivity["pits_left"]["hflip"] == 0.0
+    assert sensitivity["pits_right"]["rotate"] == 5.0
+    assert sensitivity["pits_right"]["blur"] == 3.0  # tightened from the ordinal default of 5
+    assert "crop" not in sensitivity["pits_center"]
+    assert sensitivity["pits_left"]["crop"] == 0.0
+
+
+def test_transform_entries_keep_albumentations_arguments():
+    raw = _raw()
+    raw["augment"]["geometric"] = [
+        {"name": "Affine", "rotate": [-10, 10], "translate_percent": 0.05, "p": 0.3},
+        {"name": "HorizontalFlip"},
+    ]
+    augment = parse_params(raw).augment
+    affine, flip = augment.geometric
+    assert affine.args() == {"p": 0.3, "rotate": [-10, 10], "translate_percent": 0.05}
+    assert flip.args() == {"p": 0.5}  # the default probability
+    assert [(g, i, e.name) for g, i, e in augment.entries()][:2] == [
+        ("geometric", 0, "Affine"),
+        ("geometric", 1, "HorizontalFlip"),
+    ]
+
+
+def test_transform_probability_is_validated():
+    raw = _raw()
+    raw["augment"]["photometric"] = [{"name": "ToGray", "p": 1.5}]
+    assert "augment.photometric.0.p" in _invalid(raw)
+
+
+def test_shipped_augment_section_loads():
+    params = load_params(REPO / "params.yaml")
+    augment = params.augment
+    assert augment.enabled
+    entries = augment.entries()
+    assert len(entries) == 9
+    assert [g for g, _, _ in entries].count("geometric") == 4
+    assert {g for g, _, _ in entries} == {"geometric", "photometric", "noise_blur"}
+    assert augment.remaps == {"HorizontalFlip": {"*_left": "*_right", "*_right": "*_left"}}
+    sensitivity = params.task_sensitivity()
+    assert sensitivity["scratches_left"]["hflip"] == 0.0
+    assert "hflip" not in sensitivity["scratches_center"]

@@ -1,6 +1,7 @@
 """The stages end to end against a real SQLite MLflow store (one shared tiny run)."""
 
 import json
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -64,7 +65,27 @@ def test_training_run_records_params_epochs_datasets_plots_and_test_metrics(pipe
     assert contexts == {"train": {"training"}, "val": {"validation"}, "test": {"testing"}}
     assert run.data.tags["data.split_sha256"]
     plots = {f.path for f in client.list_artifacts(run.info.run_id, "plots")}
-    assert plots == {"plots/learning_curves.png", "plots/confusion_matrices.png"}
+    assert plots == {
+        "plots/learning_curves.png",
+        "plots/confusion_matrices.png",
+        "plots/augmentation_preview.png",
+    }
+
+
+def test_training_run_reports_the_resolved_augmentation_policy(pipeline_run, tmp_path):
+    report = json.loads((pipeline_run.paths.reports_dir / "augmentation.json").read_text())
+    kept = {d["name"]: d for d in report["kept"]}
+    assert report["enabled"] is True
+    assert kept["HorizontalFlip"]["remap"]["pits_left"] == "pits_right"
+    excluded = {d["name"]: d["reason"] for d in report["excluded"]}
+    assert "rot90 changes the labels of all 9 tasks" in excluded["RandomRotate90"]
+    assert (pipeline_run.paths.plots_dir / "augmentation_preview.png").stat().st_size > 10_000
+    client = client_for(pipeline_run)
+    run_id = pipeline_run.run_info["run_id"]
+    logged = client.download_artifacts(run_id, "augmentation.json", dst_path=str(tmp_path))
+    assert json.loads(Path(logged).read_text()) == report
+    metrics = client.get_run(run_id).data.metrics
+    assert (metrics["augment/kept"], metrics["augment/excluded"]) == (len(kept), len(excluded))
 
 
 def test_pyfunc_predictions_match_the_checkpoint_after_save_and_load(pipeline_run):

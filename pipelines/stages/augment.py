@@ -1,0 +1,89 @@
+"""``augment``: resolve the label-safe augmentation policy, report it and preview it.
+
+The train stage calls :func:`resolve_augmentation` before any training starts (a bad entry
+fails here) and :func:`write_augmentation_report` inside its MLflow run; ``mtlflow augment``
+runs the same two steps alone, to inspect a policy without training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mtl_models.augmentation import PolicyError, ResolvedPolicy, TransformRequest, resolve_policy
+from mtl_models.tasks import TaskSpec
+from pipelines import plots
+from pipelines.config import Params
+from pipelines.errors import ConfigError
+from pipelines.files import ProjectPaths, write_json
+from pipelines.stages.split import load_split
+
+PREVIEW_AUGMENTATIONS = 5  # columns after the original
+PREVIEW_SEED = 1234
+
+
+def resolve_augmentation(params: Params, image_size: int) -> ResolvedPolicy:
+    """The resolved policy for ``params``; a bad transform argument or remap is a ConfigError."""
+    cfg = params.augment
+    requests = [
+        TransformRequest(entry.name, group, entry.args(), where=f"augment.{group}[{i}]")
+        for group, i, entry in cfg.entries()
+    ]
+    try:
+        return resolve_policy(
+            requests,
+            params.task_sensitivity(),
+            cfg.remaps,
+            image_size=image_size,
+            enabled=cfg.enabled,
+        )
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def preview_rows(
+    policy: ResolvedPolicy, images: np.ndarray, labels: np.ndarray, n_rows: int
+) -> list[list[tuple[np.ndarray, np.ndarray, list[str]]]]:
+    """``n_rows`` evenly spaced samples, each with its original and augmented versions."""
+    augment = policy.build(seed=PREVIEW_SEED)
+    picks = np.linspace(0, len(images) - 1, min(n_rows, len(images))).astype(int)
+    rows = []
+    for i in picks:
+        row = [(images[i], labels[i], [])]
+        if augment is not None:
+            for _ in range(PREVIEW_AUGMENTATIONS):
+                sample = augment.apply(images[i], labels[i])
+                row.append((sample.image, sample.labels, sample.fired))
+        rows.append(row)
+    return rows
+
+
+def write_augmentation_report(
+    policy: ResolvedPolicy,
+    tasks: list[TaskSpec],
+    images: np.ndarray,
+    labels: np.ndarray,
+    paths: ProjectPaths,
+    n_rows: int,
+) -> tuple[Path, Path]:
+    """Write ``reports/augmentation.json`` and the preview grid PNG; returns both paths."""
+    report = paths.reports_dir / "augmentation.json"
+    write_json(report, policy.to_dict())
+    preview = paths.plots_dir / "augmentation_preview.png"
+    rows = preview_rows(policy, images, labels.astype(np.float32), n_rows)
+    plots.save(plots.augmentation_preview(rows, tasks), preview)
+    return report, preview
+
+
+def augment(params: Params, paths: ProjectPaths) -> ResolvedPolicy:
+    """Resolve, print and write the policy with a preview of augmented training samples."""
+    tasks = params.task_specs()
+    images, labels = load_split(paths, "train", tasks)
+    policy = resolve_augmentation(params, image_size=images.shape[1])
+    print(policy.describe())
+    report, preview = write_augmentation_report(
+        policy, tasks, images, labels, paths, params.augment.preview_samples
+    )
+    print(f"augment: wrote {report} and {preview}")
+    return policy

@@ -46,6 +46,7 @@ def _no_ambient_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests use the tracking URI of their own params, never the developer's environment."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)  # set by mlflow.set_experiment
 
 
 @pytest.fixture

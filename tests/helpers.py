@@ -17,7 +17,9 @@ PROJECT_DIRS = ("mtl_models", "pipelines")
 def command_env(**extra: str) -> dict[str, str]:
     """The environment of an activated venv: the project's console scripts on PATH."""
     venv_bin = str(Path(sys.executable).parent)
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")}
+    # mlflow.set_experiment() in this process exports MLFLOW_EXPERIMENT_ID: never pass it on
+    leaks = {f"MLFLOW_{k}" for k in ("TRACKING_URI", "RUN_ID", "EXPERIMENT_ID", "EXPERIMENT_NAME")}
+    env = {k: v for k, v in os.environ.items() if k not in leaks}
     env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     env["GIT_PYTHON_REFRESH"] = "quiet"

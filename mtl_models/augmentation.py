@@ -21,7 +21,13 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check at im
 import albumentations as A
 import numpy as np
 
-from mtl_models.effects import BOOLEAN_EFFECTS, TRANSFORMS, check_transform, expand_remap
+from mtl_models.effects import (
+    BOOLEAN_EFFECTS,
+    TRANSFORMS,
+    check_remappable,
+    check_transform,
+    expand_remap,
+)
 
 
 @dataclass(frozen=True)
@@ -206,13 +212,7 @@ def resolve_policy(
     expanded: dict[str, dict[str, str]] = {}
     for name, mapping in remaps.items():
         try:
-            info = check_transform(name)
-            if not info.remappable:
-                movable = sorted(n for n, i in TRANSFORMS.items() if i.remappable)
-                raise ValueError(
-                    f"{name} is random when it fires, so no single remap describes it "
-                    f"(remappable: {', '.join(movable)})"
-                )
+            check_remappable(name)
             expanded[name] = expand_remap(mapping, task_names)
         except ValueError as exc:
             raise PolicyError(f"augment.remaps.{name}: {exc}") from None

@@ -218,6 +218,18 @@ def check_transform(name: str, group: str | None = None) -> TransformInfo:
     return info
 
 
+def check_remappable(name: str) -> TransformInfo:
+    """A transform a remap may be declared for: known, and deterministic when it fires."""
+    info = check_transform(name)
+    if not info.remappable:
+        movable = ", ".join(sorted(n for n, i in TRANSFORMS.items() if i.remappable))
+        raise ValueError(
+            f"{name} is random when it fires, so no single remap describes it "
+            f"(remappable: {movable})"
+        )
+    return info
+
+
 def check_effect(name: str) -> str:
     if name not in EFFECTS:
         raise ValueError(

@@ -20,7 +20,13 @@ from pydantic import (
 )
 
 from mtl_models.backbones import BACKBONES
-from mtl_models.effects import GROUPS, check_transform, expand_remap, task_sensitivity
+from mtl_models.effects import (
+    GROUPS,
+    check_remappable,
+    check_transform,
+    expand_remap,
+    task_sensitivity,
+)
 from mtl_models.tasks import TaskKind, TaskSpec
 from mtl_models.weighting import WEIGHTINGS
 from pipelines.errors import ConfigError
@@ -193,15 +199,7 @@ class AugmentConfig(Section):
     @classmethod
     def _remappable(cls, remaps: dict[str, dict[str, str]]) -> Any:
         for name in remaps:
-            try:
-                info = check_transform(name)
-            except ValueError as exc:
-                raise ValueError(f"{name}: {exc}") from None
-            if not info.remappable:
-                raise ValueError(
-                    f"{name}: it is random when it fires, so no single remap describes it; "
-                    "remaps are for HorizontalFlip, VerticalFlip and Transpose"
-                )
+            check_remappable(name)
         return remaps
 
     def entries(self) -> list[tuple[str, int, TransformEntry]]:

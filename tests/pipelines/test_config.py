@@ -180,7 +180,7 @@ def test_remap_of_a_random_transform_is_refused():
     raw["augment"]["remaps"] = {"RandomRotate90": {"*_left": "*_right", "*_right": "*_left"}}
     message = _invalid(raw)
     assert "  augment.remaps: " in message
-    assert "RandomRotate90: it is random when it fires" in message
+    assert "RandomRotate90 is random when it fires" in message
 
 
 def test_remap_of_an_unknown_transform_is_refused():

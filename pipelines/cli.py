@@ -15,7 +15,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals hold image arrays; the trace is enough
-    help="Multi-task learning pipeline: prepare -> split -> train -> evaluate -> register.",
+    help="Multi-task learning pipeline: prepare -> split -> tune -> train -> evaluate -> register.",
 )
 
 ParamsOption = Annotated[
@@ -27,7 +27,7 @@ SetOption = Annotated[
         "--set", "-s", help="Override a param, KEY=VALUE (repeatable), e.g. train.lr=3e-4."
     ),
 ]
-STAGE_ORDER = ("prepare", "split", "train", "evaluate", "register")
+STAGE_ORDER = ("prepare", "split", "tune", "train", "evaluate", "register")
 
 
 @app.callback()
@@ -73,8 +73,14 @@ def augment(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) 
 
 
 @app.command()
+def tune(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
+    """Search tune.search_space with Optuna (resumable); write reports/best_params.yaml."""
+    _run_stages(("tune",), params, set_)
+
+
+@app.command()
 def train(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Train the multi-task model; write models/ and an MLflow run with a pyfunc model."""
+    """Train (with reports/best_params.yaml over params); write models/ and an MLflow run."""
     _run_stages(("train",), params, set_)
 
 

@@ -12,6 +12,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     create_model,
@@ -206,6 +207,120 @@ class AugmentConfig(Section):
         return [(g, i, e) for g in GROUPS for i, e in enumerate(getattr(self, g))]
 
 
+Scalar = bool | int | float | str | None
+
+
+class SearchEntry(Section):
+    """One tuned parameter: a range (``low``/``high``, optional ``log``/``step``) or ``choices``.
+
+    ``when`` makes it conditional on parameters sampled before it (or fixed in params), e.g.
+    ``when: {train.weighting.method: static}``; a list there means any of its values.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    choices: list[Scalar] | None = None
+    type: Literal["int", "float", "categorical"] | None = None
+    when: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_type(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or raw.get("type") is not None:
+            return raw
+        if raw.get("choices") is not None:
+            return {**raw, "type": "categorical"}
+        ints = all(isinstance(raw.get(k), int) for k in ("low", "high"))
+        ints = ints and isinstance(raw.get("step", 1), int)
+        return {**raw, "type": "int" if ints else "float"}
+
+    @model_validator(mode="after")
+    def _valid_range(self) -> SearchEntry:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("choices is empty; list at least one value")
+            if self.low is not None or self.high is not None:
+                raise ValueError("give either choices or low/high, not both")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a range needs low and high (or give choices)")
+        if not self.low < self.high:
+            raise ValueError(f"empty range: low {self.low:g} must be below high {self.high:g}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low:g}")
+        if self.log and self.step is not None:
+            raise ValueError("log and step cannot be combined (Optuna samples one or the other)")
+        ends = (self.low, self.high, self.step or 1)
+        if self.type == "int" and not all(float(v).is_integer() for v in ends):
+            raise ValueError("an int range needs whole-number low, high and step")
+        return self
+
+    def extremes(self) -> list[Any]:
+        """The values whose validity stands for the whole entry (both ends, or every choice)."""
+        if self.type == "categorical":
+            return list(self.choices or [])
+        cast = int if self.type == "int" else float
+        return [cast(self.low), cast(self.high)]
+
+    def contains(self, value: Any) -> bool:
+        if self.type == "categorical":
+            return value in (self.choices or [])
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        low, high = float(self.low or 0), float(self.high or 0)
+        if not low <= value <= high:
+            return False
+        if self.step is None:
+            return True
+        steps = (value - low) / self.step
+        return abs(steps - round(steps)) < 1e-9
+
+    def applies(self, values: Mapping[str, Any]) -> bool:
+        for key, wanted in self.when.items():
+            options = wanted if isinstance(wanted, list) else [wanted]
+            if values.get(key) not in options:
+                return False
+        return True
+
+
+class SamplerConfig(Section):
+    name: Literal["tpe", "nsga2", "random"] = "tpe"
+    n_startup_trials: int = Field(4, ge=0, description="random trials before TPE models (tpe)")
+    population_size: int = Field(8, ge=2, description="individuals per generation (nsga2)")
+
+
+class PrunerConfig(Section):
+    name: Literal["median", "successive_halving", "none"] = "median"
+    n_startup_trials: int = Field(2, ge=0, description="trials run in full before pruning (median)")
+    n_warmup_epochs: int = Field(2, ge=0, description="epochs of a trial never pruned (median)")
+    min_resource: int = Field(1, ge=1, description="epochs before the first rung (halving)")
+    reduction_factor: int = Field(3, ge=2, description="keep 1 in this many per rung (halving)")
+
+
+# Sections a trial may change; data, split and tasks stay fixed so every trial is comparable.
+TUNABLE_SECTIONS = ("model", "train", "augment")
+
+
+class TuneConfig(Section):
+    enabled: bool = True
+    n_trials: int = Field(8, ge=1, description="finished trials the study aims for, in total")
+    epochs: int = Field(6, ge=1, description="training epochs per trial")
+    objective: Literal["mean_score", "per_task"] = "mean_score"
+    sampler: SamplerConfig = SamplerConfig()
+    pruner: PrunerConfig = PrunerConfig()
+    seed: int = 0
+    # Any SQLAlchemy URL; several `mtlflow tune` processes or machines may share one study.
+    storage: str = "sqlite:///optuna.db"
+    study_name: str | None = Field(None, description="default: derived from the tuned params")
+    heartbeat_seconds: int = Field(
+        20, ge=1, description="a trial silent for twice this long is marked failed"
+    )
+    enqueue_defaults: bool = Field(True, description="trial 0 uses params.yaml's own values")
+    search_space: dict[str, SearchEntry] = Field(default_factory=dict)
+
+
 class RegisterConfig(Section):
     model_name: str = "mtlflow-defects"
     alias: str = "champion"
@@ -223,9 +338,12 @@ class Params(Section):
     augment: AugmentConfig = AugmentConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    tune: TuneConfig = TuneConfig()
     # ``register`` is a method of pydantic models, so the section lives under another name.
     registry: RegisterConfig = Field(RegisterConfig(), alias="register")
     tracking: TrackingConfig = TrackingConfig()
+    # keys given as ``--set`` overrides: they win over tuned values (``reports/best_params.yaml``)
+    _overridden: frozenset[str] = PrivateAttr(frozenset())
 
     @model_validator(mode="after")
     def _weights_name_tasks(self) -> Params:
@@ -268,23 +386,123 @@ class Params(Section):
         ]
 
 
+def set_path(raw: dict[str, Any], key: str, value: Any) -> None:
+    """``raw["a"]["b"]["c"] = value`` for ``key="a.b.c"``, creating sections on the way."""
+    node = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(parts[: i + 1])} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def get_path(raw: Mapping[str, Any], key: str) -> Any:
+    """The value at ``a.b.c``; raises ``KeyError`` naming the key when it is absent."""
+    node: Any = raw
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    return node
+
+
+def override_keys(overrides: Sequence[str]) -> list[str]:
+    return [item.partition("=")[0].strip() for item in overrides]
+
+
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``a.b.c=value`` overrides; values parse as YAML (``3e-4``, ``null``, ``[1, 2]``)."""
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=3e-4")
-        node = raw
-        parts = key.strip().split(".")
-        for i, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(
-                    f"override {item!r}: {'.'.join(parts[: i + 1])} is a value, not a section"
-                )
-            node = child
-        node[parts[-1]] = yaml.safe_load(value)
+        try:
+            set_path(raw, key.strip(), yaml.safe_load(value))
+        except ConfigError as exc:
+            raise ConfigError(f"override {item!r}: {exc}") from None
     return raw
+
+
+def params_dict(params: Params) -> dict[str, Any]:
+    """The validated params as plain YAML-able data (``register`` under its file name)."""
+    return params.model_dump(by_alias=True, mode="json")
+
+
+def overlay(params: Params, values: Mapping[str, Any], source: str = "trial") -> Params:
+    """``params`` with dotted ``values`` set on top, validated again (how trials apply samples).
+
+    Choosing another weighting method drops the previous method's hyperparameters, which the
+    new one would reject.
+    """
+    raw = params_dict(params)
+    method = values.get("train.weighting.method")
+    if method is not None and method != raw["train"]["weighting"]["method"]:
+        raw["train"]["weighting"] = {"method": method}
+    for key, value in values.items():
+        set_path(raw, key, value)
+    result = parse_params(raw, source=source, check_space=False)
+    result._overridden = params._overridden
+    return result
+
+
+def check_search_space(params: Params, source: str) -> None:
+    """Every entry of ``tune.search_space`` gives valid params at each end of its range.
+
+    Runs when params are loaded, so a bad entry fails before any trial. ``when`` conditions
+    are set to their first accepted value while their entry is checked.
+    """
+    space = params.tune.search_space
+    if not space:
+        return
+    base = params_dict(params)
+    base["tune"]["search_space"] = {}
+    plain = parse_params(base, source=source, check_space=False)
+    seen: set[str] = set()
+    for key, entry in space.items():
+        where = f"{source}: tune.search_space.{key}"
+        if key.split(".")[0] not in TUNABLE_SECTIONS:
+            raise ConfigError(
+                f"{where}: only {', '.join(TUNABLE_SECTIONS)} parameters can be tuned "
+                "(data, split and tasks stay fixed so trials are comparable)"
+            )
+        conditions: dict[str, Any] = {}
+        for cond, wanted in entry.when.items():
+            if cond in space and cond not in seen:
+                raise ConfigError(f"{where}: `when` names {cond}, which must be listed before it")
+            if cond not in space:
+                try:
+                    get_path(base, cond)
+                except KeyError:
+                    raise ConfigError(f"{where}: `when` names {cond}, not a parameter") from None
+            conditions[cond] = wanted[0] if isinstance(wanted, list) else wanted
+        seen.add(key)
+        for value in entry.extremes():
+            try:
+                overlay(plain, {**conditions, key: value}, source=source)
+            except ConfigError as exc:
+                detail = str(exc).partition("\n")[2] or str(exc)
+                hyper = key.split(".")[2] if key.startswith("train.weighting.") else "method"
+                if hyper != "method" and f"train.weighting.{hyper}: Extra inputs" in detail:
+                    method = overlay(plain, conditions).train.weighting.method
+                    takers = [
+                        name
+                        for name, cls in WEIGHTINGS.items()
+                        if hyper in inspect.signature(cls.__init__).parameters
+                    ]
+                    hint = (
+                        f"e.g. when: {{train.weighting.method: {takers[0]}}}"
+                        if takers
+                        else "no weighting method takes it"
+                    )
+                    raise ConfigError(
+                        f"{where}: weighting method '{method}' takes no '{hyper}'; sample it "
+                        f"only for a method that does ({', '.join(takers) or 'none'}), {hint}"
+                    ) from None
+                if "Extra inputs are not permitted" in detail or "is a value" in detail:
+                    raise ConfigError(f"{where}: no such parameter\n{detail}") from None
+                raise ConfigError(f"{where}: {value!r} gives invalid params\n{detail}") from None
 
 
 def _describe(errors: Sequence[Mapping[str, Any]]) -> str:
@@ -297,9 +515,11 @@ def _describe(errors: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def parse_params(raw: Mapping[str, Any], source: str = "params") -> Params:
+def parse_params(
+    raw: Mapping[str, Any], source: str = "params", check_space: bool = True
+) -> Params:
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         errors = [
             # Discriminated unions put the method name in the path; drop it for readability.
@@ -307,6 +527,9 @@ def parse_params(raw: Mapping[str, Any], source: str = "params") -> Params:
             for e in exc.errors(include_url=False)
         ]
         raise ConfigError(f"{source}: invalid parameters\n{_describe(errors)}") from None
+    if check_space:
+        check_search_space(params, source)
+    return params
 
 
 def load_params(path: Path = DEFAULT_PARAMS, overrides: Sequence[str] = ()) -> Params:
@@ -319,4 +542,6 @@ def load_params(path: Path = DEFAULT_PARAMS, overrides: Sequence[str] = ()) -> P
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    return parse_params(apply_overrides(raw, overrides), source=str(path))
+    params = parse_params(apply_overrides(raw, overrides), source=str(path))
+    params._overridden = frozenset(override_keys(overrides))
+    return params

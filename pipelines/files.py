@@ -58,6 +58,14 @@ class ProjectPaths:
     def registry_file(self) -> Path:
         return self.reports_dir / "registry.json"
 
+    @property
+    def best_params(self) -> Path:
+        return self.reports_dir / "best_params.yaml"
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.reports_dir / "tune"
+
 
 @contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:

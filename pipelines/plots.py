@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import math
 import textwrap
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -152,3 +154,55 @@ def save(fig: Figure, path: Path) -> None:
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def study_plots(study: Any, multi: bool, tasks: Sequence[str]) -> dict[str, Figure]:
+    """Optuna's plots of a study, by file stem: optimisation history, parameter importances,
+    per-trial validation curves (where pruning cut) and, per-task objectives, the Pareto front.
+
+    A plot the study cannot support yet (importances need two completed trials that differ)
+    is left out.
+    """
+    import optuna
+    from optuna.visualization import matplotlib as ovm
+
+    def mean_score(trial: Any) -> float:
+        return float(np.mean(trial.values))
+
+    target = {"target": mean_score, "target_name": "mean val score"} if multi else {}
+    makers: dict[str, Any] = {
+        "optimization_history": lambda: ovm.plot_optimization_history(study, **target),
+        "param_importances": lambda: ovm.plot_param_importances(study, **target),
+    }
+    if not multi:
+        makers["intermediate_values"] = lambda: ovm.plot_intermediate_values(study)
+    elif 2 <= len(tasks) <= 3:
+        makers["pareto_front"] = lambda: ovm.plot_pareto_front(study, target_names=list(tasks))
+    else:
+        makers["pareto_front"] = lambda: _pareto_scores(study, tasks)
+    figures: dict[str, Figure] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message="The number of trials is too small")
+        for name, make in makers.items():
+            try:
+                drawn = make()
+            except (ValueError, RuntimeError, ZeroDivisionError):
+                continue  # not enough completed trials for this plot yet
+            figure = drawn if isinstance(drawn, Figure) else np.ravel(drawn)[0].figure
+            figure.set_size_inches(9, 5)
+            figure.tight_layout()
+            figures[name] = figure
+    return figures
+
+
+def _pareto_scores(study: Any, tasks: Sequence[str]) -> Figure:
+    """More than three objectives: each Pareto-optimal trial as a line of per-task scores."""
+    fig, ax = plt.subplots(figsize=(9, 5))
+    x = np.arange(len(tasks))
+    for trial in study.best_trials:
+        ax.plot(x, trial.values, marker="o", lw=1, label=f"trial {trial.number}")
+    ax.set_xticks(x, list(tasks), rotation=30, ha="right", fontsize=8)
+    ax.set(title="Pareto front: validation score per task", ylabel="val score")
+    ax.legend(fontsize=7, ncol=2)
+    return fig

@@ -8,12 +8,13 @@ import re
 import subprocess
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pandas as pd
+from filelock import FileLock
 from mlflow.entities import Run
 
 from mtl_models.training import Callback, EpochLog
@@ -28,7 +29,26 @@ def tracking_uri(params: Params) -> str:
 def configure(params: Params) -> str:
     uri = tracking_uri(params)
     mlflow.set_tracking_uri(uri)
+    _create_sqlite_store(uri)
     return uri
+
+
+_READY: set[str] = set()
+
+
+def _create_sqlite_store(uri: str) -> None:
+    """Create (migrate) a SQLite tracking database under a file lock, once per process.
+
+    Two processes opening a new database at once (parallel ``mtlflow tune`` workers) would both
+    run MLflow's schema migrations and one fails with "duplicate column name".
+    """
+    if uri in _READY or not uri.startswith("sqlite:///"):
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(db) + ".lock"):
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+    _READY.add(uri)
 
 
 _PARAM_KEY = re.compile(r"^[\w\-. :/]+$")  # what MLflow accepts in a param name
@@ -61,21 +81,33 @@ def git_commit(root: Path) -> str | None:
 
 
 @contextmanager
-def training_run(params: Params, root: Path, run_name: str) -> Iterator[Run]:
-    """Start (or, under ``mlflow run``, join) the run a training stage logs to."""
+def training_run(params: Params, root: Path, run_name: str, join: bool = True) -> Iterator[Run]:
+    """Start the run a stage logs to. Under ``mlflow run`` the project's run already exists:
+    ``join`` logs into it; otherwise the stage's run is nested under it (``tune``, whose
+    trials' params differ from the final ones)."""
     configure(params)
-    if os.environ.get("MLFLOW_RUN_ID"):
-        # Under `mlflow run` the run (and its experiment) already exist: join it.
-        context = mlflow.start_run()
-    else:
-        experiment = mlflow.set_experiment(params.tracking.experiment)
-        context = mlflow.start_run(experiment_id=experiment.experiment_id, run_name=run_name)
-    with context as run:
+    with ExitStack() as stack:
+        if os.environ.get("MLFLOW_RUN_ID"):
+            project_run = stack.enter_context(mlflow.start_run())
+            if not join:
+                mlflow.start_run(run_name=run_name, nested=True)
+                stack.push(_end_nested_run)
+            run = mlflow.active_run() or project_run
+        else:
+            experiment = mlflow.set_experiment(params.tracking.experiment)
+            run = stack.enter_context(
+                mlflow.start_run(experiment_id=experiment.experiment_id, run_name=run_name)
+            )
         commit = git_commit(root)
         if commit:
             mlflow.set_tag("mlflow.source.git.commit", commit)
         mlflow.log_params(flatten(params.model_dump(by_alias=True, mode="json")))
         yield run
+
+
+def _end_nested_run(exc_type: type[BaseException] | None, *_: Any) -> None:
+    """Close the stage's nested run; an exception on the way out marks it failed."""
+    mlflow.end_run(status="FINISHED" if exc_type is None else "FAILED")
 
 
 @contextmanager

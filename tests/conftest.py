@@ -30,6 +30,8 @@ def tiny_params_dict(root: Path) -> dict[str, Any]:
         "head_hidden": 16,
     }
     raw["train"] |= {"epochs": 2, "batch_size": 32, "patience": None}
+    raw["tune"] |= {"n_trials": 2, "epochs": 1, "storage": f"sqlite:///{root / 'optuna.db'}"}
+    raw["tune"]["search_space"]["model.shared_depth"] = {"low": 1, "high": 2}
     raw["tracking"] = {"uri": f"sqlite:///{root / 'mlflow.db'}", "experiment": "tests"}
     raw["register"] = {"model_name": "tiny-defects", "alias": "champion"}
     return raw

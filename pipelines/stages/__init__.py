@@ -6,5 +6,6 @@ from pipelines.stages.prepare import prepare
 from pipelines.stages.register import register
 from pipelines.stages.split import split
 from pipelines.stages.train import train
+from pipelines.stages.tune import tune
 
-__all__ = ["augment", "evaluate", "prepare", "register", "split", "train"]
+__all__ = ["augment", "evaluate", "prepare", "register", "split", "train", "tune"]

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import random
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import mlflow
 import numpy as np
 import torch
 
+from mtl_models.augmentation import ResolvedPolicy
 from mtl_models.data import MultiTaskImageDataset, make_loader
 from mtl_models.metrics import majority_labels
-from mtl_models.model import ModelSpec, build_model, save_checkpoint
+from mtl_models.model import ModelSpec, MultiTaskModel, build_model, save_checkpoint
 from mtl_models.tasks import TaskSpec
-from mtl_models.training import Trainer, resolve_device
+from mtl_models.training import Callback, FitResult, Trainer, resolve_device
 from mtl_models.weighting import build_weighting
 from pipelines import plots, tracking
+from pipelines.best_params import apply_best_params
 from pipelines.config import Params
 from pipelines.files import ProjectPaths, atomic_dir, write_json
 from pipelines.serving import log_pyfunc_model
@@ -55,16 +58,30 @@ def model_spec(params: Params, tasks: list[TaskSpec], image_size: int, channels:
     )
 
 
-def train(params: Params, paths: ProjectPaths) -> dict[str, object]:
-    """Train, write ``models/`` and log everything to one MLflow run; returns ``run.json``."""
+@dataclass
+class Fitted:
+    """A trained model with what produced it."""
+
+    model: MultiTaskModel
+    spec: ModelSpec
+    result: FitResult
+    tasks: list[TaskSpec]
+    device: torch.device
+
+
+def fit(
+    params: Params,
+    train_data: tuple[np.ndarray, np.ndarray],
+    val_data: tuple[np.ndarray, np.ndarray],
+    policy: ResolvedPolicy,
+    callbacks: Sequence[Callback] = (),
+) -> Fitted:
+    """Build the model, weighting and loaders ``params`` describe and train; ``train`` and
+    every tuning trial go through here."""
     cfg = params.train
-    tasks = params.task_specs()
-    train_images, train_labels = load_split(paths, "train", tasks)
-    val_images, val_labels = load_split(paths, "val", tasks)
-    policy = resolve_augmentation(params, image_size=train_images.shape[1])  # fails before training
-    print(policy.describe())
+    (train_images, train_labels), (val_images, val_labels) = train_data, val_data
     seed_everything(cfg.seed)
-    tasks = fit_task_specs(tasks, train_labels)
+    tasks = fit_task_specs(params.task_specs(), train_labels)
     spec = model_spec(
         params, tasks, image_size=train_images.shape[1], channels=train_images.shape[3]
     )
@@ -81,9 +98,36 @@ def train(params: Params, paths: ProjectPaths) -> dict[str, object]:
         num_workers=cfg.num_workers,
     )
     val_loader = make_loader(MultiTaskImageDataset(val_images, val_labels), 256, shuffle=False)
+    trainer = Trainer(
+        model,
+        weighting,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        patience=cfg.patience,
+        device=device,
+        majority=majority_labels(train_labels, tasks),
+        callbacks=callbacks,
+    )
+    result = trainer.fit(train_loader, val_loader)
+    return Fitted(model=model, spec=spec, result=result, tasks=tasks, device=device)
+
+
+def train(params: Params, paths: ProjectPaths) -> dict[str, object]:
+    """Train, write ``models/`` and log everything to one MLflow run; returns ``run.json``."""
+    params, tuned = apply_best_params(params, paths)
+    cfg = params.train
+    tasks = params.task_specs()
+    train_images, train_labels = load_split(paths, "train", tasks)
+    val_images, val_labels = load_split(paths, "val", tasks)
+    policy = resolve_augmentation(params, image_size=train_images.shape[1])  # fails before training
+    print(policy.describe())
 
     with tracking.training_run(params, paths.root, run_name="train") as run:
         mlflow.set_tags({"mtlflow.stage": "train", "data.split_sha256": split_digest(paths)})
+        if tuned is not None:
+            mlflow.set_tags({"optuna.study": tuned["study"], "optuna.trial": tuned["trial"]})
+            mlflow.log_artifact(str(paths.best_params))
         tracking.log_split_dataset(paths.splits_dir / "train.csv", "training")
         tracking.log_split_dataset(paths.splits_dir / "val.csv", "validation")
         report, preview = write_augmentation_report(
@@ -96,21 +140,17 @@ def train(params: Params, paths: ProjectPaths) -> dict[str, object]:
         )
         print(
             f"train: {len(train_images)} train / {len(val_images)} val samples, "
-            f"{len(tasks)} tasks, "
-            f"weighting {cfg.weighting.method}, device {device}, MLflow run {run.info.run_id}"
+            f"{len(tasks)} tasks, weighting {cfg.weighting.method}, "
+            f"device {resolve_device(cfg.device)}, MLflow run {run.info.run_id}"
         )
-        trainer = Trainer(
-            model,
-            weighting,
-            epochs=cfg.epochs,
-            lr=cfg.lr,
-            weight_decay=cfg.weight_decay,
-            patience=cfg.patience,
-            device=device,
-            majority=majority_labels(train_labels, tasks),
+        fitted = fit(
+            params,
+            (train_images, train_labels),
+            (val_images, val_labels),
+            policy,
             callbacks=[tracking.EpochPrinter(), tracking.MlflowEpochLogger()],
         )
-        result = trainer.fit(train_loader, val_loader)
+        result, model, spec = fitted.result, fitted.model, fitted.spec
         mlflow.log_metrics({"best_epoch": result.best_epoch, "best_val_score": result.best_score})
         print(f"train: best val/score {result.best_score:.4f} at epoch {result.best_epoch}")
 

@@ -10,7 +10,7 @@ from tests.helpers import copy_project, run
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["prepare", "split", "train", "evaluate", "register"]
+STAGES = ["prepare", "split", "tune", "train", "evaluate", "register"]
 
 
 def ran(output: str) -> list[str]:

@@ -87,12 +87,22 @@ def training_run(params: Params, root: Path, run_name: str, join: bool = True) -
     trials' params differ from the final ones)."""
     configure(params)
     with ExitStack() as stack:
-        if os.environ.get("MLFLOW_RUN_ID"):
-            project_run = stack.enter_context(mlflow.start_run())
-            if not join:
-                mlflow.start_run(run_name=run_name, nested=True)
-                stack.push(_end_nested_run)
-            run = mlflow.active_run() or project_run
+        project_run = os.environ.get("MLFLOW_RUN_ID")
+        if project_run and join:
+            run = stack.enter_context(mlflow.start_run())  # takes the run id from the env
+        elif project_run:
+            # mlflow.start_run() would take (and unset) MLFLOW_RUN_ID: keep it for the next
+            # stage, and nest this stage's run under the project's run.
+            del os.environ["MLFLOW_RUN_ID"]
+            stack.callback(os.environ.__setitem__, "MLFLOW_RUN_ID", project_run)
+            parent = mlflow.MlflowClient().get_run(project_run)
+            run = stack.enter_context(
+                mlflow.start_run(
+                    experiment_id=parent.info.experiment_id,
+                    run_name=run_name,
+                    parent_run_id=project_run,
+                )
+            )
         else:
             experiment = mlflow.set_experiment(params.tracking.experiment)
             run = stack.enter_context(
@@ -103,11 +113,6 @@ def training_run(params: Params, root: Path, run_name: str, join: bool = True) -
             mlflow.set_tag("mlflow.source.git.commit", commit)
         mlflow.log_params(flatten(params.model_dump(by_alias=True, mode="json")))
         yield run
-
-
-def _end_nested_run(exc_type: type[BaseException] | None, *_: Any) -> None:
-    """Close the stage's nested run; an exception on the way out marks it failed."""
-    mlflow.end_run(status="FINISHED" if exc_type is None else "FAILED")
 
 
 @contextmanager

@@ -15,13 +15,14 @@ import socket
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import mlflow
 import numpy as np
 import optuna
 import sqlalchemy.exc
+from filelock import FileLock
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
@@ -46,6 +47,15 @@ class TrialConfigError(MtlflowError):
 # ---------------------------------------------------------------------------- study set-up
 
 
+def setup_lock(params: Params) -> AbstractContextManager[Any]:
+    """Serialises creating the study and queueing trial 0 among local workers of a SQLite
+    study (a server database's workers may race there: at worst trial 0 is queued twice)."""
+    url = params.tune.storage
+    if url.startswith("sqlite:///"):
+        return FileLock(url.removeprefix("sqlite:///") + ".lock")
+    return nullcontext()
+
+
 def open_storage(params: Params) -> RDBStorage:
     """The study storage, with heartbeats so a trial whose process died is marked failed
     (and retried once) by the next process that uses the study."""
@@ -54,10 +64,14 @@ def open_storage(params: Params) -> RDBStorage:
     if cfg.storage.startswith("sqlite"):
         # concurrent local workers wait for the file lock instead of failing
         engine_kwargs["connect_args"] = {"timeout": 60}
+    # Two processes creating the schema of a new database at once: one would fail on a
+    # duplicate table or version row. A file lock serialises it for SQLite; elsewhere the
+    # loser retries once the winner has committed.
+    lock = setup_lock(params)
     last: Exception | None = None
     for attempt in range(5):
         try:
-            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
+            with lock, warnings.catch_warnings():  # heartbeats are "experimental" (Optuna 2.8+)
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return RDBStorage(
                     cfg.storage,
@@ -66,8 +80,7 @@ def open_storage(params: Params) -> RDBStorage:
                     grace_period=2 * cfg.heartbeat_seconds,
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
                 )
-        except sqlalchemy.exc.OperationalError as exc:
-            # Two processes creating the schema of a new SQLite file at once: the loser retries.
+        except sqlalchemy.exc.DBAPIError as exc:
             last = exc
             time.sleep(0.5 * (attempt + 1))
         except (sqlalchemy.exc.ArgumentError, ImportError, ValueError) as exc:
@@ -340,14 +353,16 @@ def tune(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     data = load_split(paths, "train", tasks), load_split(paths, "val", tasks)
     resolve_augmentation(params, image_size=data[0][0].shape[1])  # fails before any trial
     storage = open_storage(params)
-    probe = load_study(params, storage, seed=cfg.seed)
-    done = sum(t.state in FINISHED for t in probe.get_trials(deepcopy=False))
-    # A resumed study draws new random values rather than replaying the first run's.
-    study = load_study(params, storage, seed=cfg.seed + len(probe.get_trials(deepcopy=False)))
-    if cfg.enqueue_defaults:
-        # params.yaml's own values are trial 0, so the search never returns worse than them
-        # (values outside their entry's range are left to the sampler)
-        study.enqueue_trial(_defaults(params), skip_if_exists=True)
+    with setup_lock(params):
+        probe = load_study(params, storage, seed=cfg.seed)
+        done = sum(t.state in FINISHED for t in probe.get_trials(deepcopy=False))
+        # A resumed study draws new random values rather than replaying the first run's.
+        seed = cfg.seed + len(probe.get_trials(deepcopy=False))
+        study = load_study(params, storage, seed=seed)
+        if cfg.enqueue_defaults:
+            # params.yaml's own values are trial 0, so the search never returns worse than
+            # them (values outside their entry's range are left to the sampler)
+            study.enqueue_trial(_defaults(params), skip_if_exists=True)
     remaining = cfg.n_trials - done
     print(
         f"tune: study {study.study_name} in {cfg.storage}: {done} finished trials, "

@@ -68,3 +68,8 @@ def test_mlproject_main_entry_point_runs_the_pipeline_in_one_mlflow_run(tmp_path
     run_data = mlflow.MlflowClient(uri).get_run(run_id)
     assert run_data.data.tags.get("mlflow.project.entryPoint") == "main"
     assert "test/score" in run_data.data.metrics and "val/score" in run_data.data.metrics
+    # the tune stage's run (whose trials' params differ) is nested under the project's run
+    nested = mlflow.MlflowClient(uri).search_runs(
+        [run_data.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'"
+    )
+    assert [r.data.tags["mtlflow.stage"] for r in nested] == ["tune"]

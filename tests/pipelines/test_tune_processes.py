@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from pipelines.best_params import study_name
 from pipelines.config import load_params
-from pipelines.stages.tune import FINISHED
+from pipelines.stages.tune import FINISHED, _defaults
 from tests.conftest import tiny_params_dict, write_params
 from tests.helpers import command_env, run
 
@@ -55,9 +55,12 @@ def test_two_processes_on_one_study_share_the_trials(project):
     params = load_params(project / "params.yaml", common)
     study = optuna.load_study(study_name=study_name(params), storage=params.tune.storage)
     numbers = [t.number for t in study.trials]
-    assert numbers == list(range(len(numbers)))  # none lost, none duplicated
-    assert all(t.state in FINISHED for t in study.trials)
-    assert 6 <= len(study.trials) <= 7  # the target; a worker may finish one in flight
+    shown = "\n".join([*(f"{t.number} {t.state.name} {t.params}" for t in study.trials), *outputs])
+    assert numbers == list(range(len(numbers))), shown  # none lost, none duplicated
+    assert all(t.state in FINISHED for t in study.trials), shown
+    assert 6 <= len(study.trials) <= 7, shown  # the target; a worker may finish one in flight
+    defaults = _defaults(params)
+    assert sum(defaults.items() <= t.params.items() for t in study.trials) == 1, shown
 
     # each process's trials are its own MLflow parent's children; together, all of them
     client = mlflow.MlflowClient(params.tracking.uri)
@@ -70,8 +73,8 @@ def test_two_processes_on_one_study_share_the_trials(project):
             [experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
         )
         per_process.append({int(c.data.tags["optuna.trial"]) for c in children})
-    assert per_process[0].isdisjoint(per_process[1])
-    assert per_process[0] | per_process[1] == set(numbers)
+    assert per_process[0].isdisjoint(per_process[1]), (per_process, shown)
+    assert per_process[0] | per_process[1] == set(numbers), (per_process, shown)
     workers = {t.user_attrs["worker"] for t in study.trials}
     assert workers <= {f"{os.uname().nodename}:{p.pid}" for p in procs}
 

@@ -1,9 +1,9 @@
 """What pruning buys `mtlflow tune`: wall time and trials-to-best with and without it.
 
-Runs the tune stage of params.yaml twice on the project's splits (run `dvc repro` or
+Runs `mtlflow tune` twice on the project's params and splits (run `dvc repro` or
 `mtlflow prepare && mtlflow split` first), with the same sampler seed and trial count: once
-with the configured pruner, once with `tune.pruner.name=none`. Each run gets a fresh study
-and a scratch MLflow store, so the project's own are untouched.
+with the configured pruner, once with `tune.pruner.name=none`. Each run is a fresh process
+with a fresh study and a scratch MLflow store, so the project's own are untouched.
 
     python benchmarks/tune_pruning.py
     python benchmarks/tune_pruning.py --set tune.n_trials=12 \
@@ -13,50 +13,55 @@ and a scratch MLflow store, so the project's own are untouched.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import optuna
+import yaml
 from optuna.trial import TrialState
-
-from pipelines import runtime
-from pipelines.best_params import study_name
-from pipelines.config import load_params
-from pipelines.files import ProjectPaths
-from pipelines.stages.tune import tune
 
 
 def run(overrides: list[str], scratch: Path, project: Path) -> dict[str, object]:
-    os.chdir(scratch)  # MLflow's artifacts land in the scratch directory too
-    params = load_params(
-        project / "params.yaml",
-        [
-            *overrides,
-            f"tune.storage=sqlite:///{scratch / 'study.db'}",
-            f"tracking.uri=sqlite:///{scratch / 'mlflow.db'}",
-        ],
-    )
-    paths = ProjectPaths(scratch)
-    (scratch / "data").symlink_to(project / "data")  # the project's splits
+    """One `mtlflow tune` process in ``scratch``, reading the project's params and splits."""
+    (scratch / "data").symlink_to(project / "data")
+    settings = [
+        *overrides,
+        f"tune.storage=sqlite:///{scratch / 'study.db'}",
+        f"tracking.uri=sqlite:///{scratch / 'mlflow.db'}",
+    ]
+    mtlflow = shutil.which("mtlflow") or str(Path(sys.executable).parent / "mtlflow")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     start = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        content = tune(params, paths)
+    done = subprocess.run(
+        [mtlflow, "tune", "--params", str(project / "params.yaml")]
+        + [a for s in settings for a in ("--set", s)],
+        cwd=scratch,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     wall = time.perf_counter() - start
-    study = optuna.load_study(study_name=study_name(params), storage=params.tune.storage)
-    trials = study.trials
+    if done.returncode != 0:
+        raise SystemExit(done.stdout + done.stderr)
+    content = yaml.safe_load((scratch / "reports" / "best_params.yaml").read_text())
+    storage = f"sqlite:///{scratch / 'study.db'}"
+    study = optuna.load_study(study_name=content["study"], storage=storage)
+    named = [s.split("=", 1)[1] for s in overrides if s.startswith("tune.pruner.name=")]
     return {
-        "pruner": params.tune.pruner.name,
-        "trials": len(trials),
-        "pruned": sum(t.state is TrialState.PRUNED for t in trials),
-        "epochs": sum(len(t.intermediate_values) for t in trials),
+        "pruner": named[-1] if named else "median (params.yaml)",
+        "trials": len(study.trials),
+        "pruned": sum(t.state is TrialState.PRUNED for t in study.trials),
+        "epochs": sum(len(t.intermediate_values) for t in study.trials),
         "best": content["value"],
         "best trial": content["trial"],
         "wall s": wall,
-        "log": out.getvalue(),
+        "log": done.stdout,
     }
 
 
@@ -65,17 +70,11 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--verbose", action="store_true", help="print each run's trial lines")
     args = parser.parse_args()
-    runtime.quiet_environment()
-    runtime.keep_freed_memory()
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    project = Path.cwd()
     rows = []
     for extra in ([], ["tune.pruner.name=none"]):
-        project = Path.cwd()
         with tempfile.TemporaryDirectory() as tmp:
-            try:
-                row = run([*args.overrides, *extra], Path(tmp), project)
-            finally:
-                os.chdir(project)
+            row = run([*args.overrides, *extra], Path(tmp), project)
         rows.append(row)
         if args.verbose:
             print(row["log"])

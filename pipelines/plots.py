@@ -172,7 +172,13 @@ def study_plots(study: Any, multi: bool, tasks: Sequence[str]) -> dict[str, Figu
     target = {"target": mean_score, "target_name": "mean val score"} if multi else {}
     makers: dict[str, Any] = {
         "optimization_history": lambda: ovm.plot_optimization_history(study, **target),
-        "param_importances": lambda: ovm.plot_param_importances(study, **target),
+        # Optuna's default evaluator (PED-ANOVA) reads a custom target as lower-is-better;
+        # fANOVA splits the variance of the mean score, whichever way is better.
+        "param_importances": lambda: ovm.plot_param_importances(
+            study,
+            evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0) if multi else None,
+            **target,
+        ),
     }
     if not multi:
         makers["intermediate_values"] = lambda: ovm.plot_intermediate_values(study)

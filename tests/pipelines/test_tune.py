@@ -172,9 +172,15 @@ def test_a_sampled_combination_that_is_not_valid_fails_that_trial_only(root):
     assert sum(t.state in FINISHED for t in study.trials) == 2
 
 
-def test_per_task_objective_keeps_a_pareto_front(root):
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2"])
+def test_per_task_objective_keeps_a_pareto_front(root, sampler):
     params = params_for(
-        root, "pareto.db", "tune.n_trials=3", "tune.epochs=1", "tune.objective=per_task"
+        root,
+        f"pareto-{sampler}.db",
+        "tune.n_trials=3",
+        "tune.epochs=1",
+        "tune.objective=per_task",
+        f"tune.sampler.name={sampler}",
     )
     content = stages.tune(params, ProjectPaths(root))
     study = load(params)

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from mtl_models.affinity import lookahead_affinity
 from mtl_models.metrics import summarize, task_metrics
 from mtl_models.model import MultiTaskModel
 from mtl_models.weighting import Weighting
@@ -84,6 +85,9 @@ class EpochLog:
     # Mean pairwise cosine of task gradients on the shared parameters, [T][T], for methods
     # that compute per-task gradients; None otherwise.
     gradient_cosine: list[list[float]] | None = None
+    # Mean lookahead affinity Z[i][j] (task i's step -> task j's loss), [T][T], when the
+    # trainer measures it (``affinity_every``); NaN for a pair never measured this epoch.
+    affinity: list[list[float]] | None = None
 
 
 @dataclass
@@ -92,6 +96,7 @@ class EpochStats:
     task_losses: Tensor  # [T] mean unweighted loss per task
     weights: Tensor | None  # [T] mean effective weight per task
     gradient_cosine: Tensor | None  # [T, T] mean cosine of task gradients
+    affinity: Tensor | None = None  # [T, T] mean lookahead affinity
 
 
 @dataclass
@@ -131,6 +136,9 @@ class Trainer:
         device: torch.device | str = "cpu",
         majority: Mapping[str, float] | None = None,
         callbacks: Sequence[Callback] = (),
+        affinity_every: int | None = None,
+        affinity_lr: float | None = None,
+        affinity_samples: int | None = None,
     ):
         if weighting.needs_task_gradients and not model.shared_parameters():
             raise ValueError(
@@ -139,6 +147,14 @@ class Trainer:
             )
         if patience is not None and patience < 1:
             raise ValueError(f"patience must be >= 1 epoch or None, got {patience}")
+        if affinity_every is not None and affinity_every < 1:
+            raise ValueError(f"affinity_every must be >= 1 step or None, got {affinity_every}")
+        if affinity_every is not None and not model.shared_parameters():
+            raise ValueError("affinity needs shared parameters (shared_depth >= 1)")
+        self.affinity_every = affinity_every
+        self.affinity_lr = affinity_lr
+        self.affinity_samples = affinity_samples  # first n samples of the batch; None = all
+        self._step = 0
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.weighting = weighting.to(self.device)
@@ -161,10 +177,19 @@ class Trainer:
         task_sum = torch.zeros(n_tasks, device=self.device)
         weight_sum = torch.zeros(n_tasks, device=self.device)
         cosine_sum = torch.zeros(n_tasks, n_tasks, device=self.device)
+        affinity_sum = torch.zeros(n_tasks, n_tasks, device=self.device)
+        affinity_count = torch.zeros(n_tasks, n_tasks, device=self.device)
         steps = weighted_steps = cosine_steps = 0
         for images, labels in loader:
             images = images.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
+            if self.affinity_every and self._step % self.affinity_every == 0:
+                lr = self.affinity_lr or self.optimizer.param_groups[0]["lr"]
+                n = self.affinity_samples
+                z = lookahead_affinity(self.model, images[:n], labels[:n], lr)
+                affinity_sum += torch.nan_to_num(z)
+                affinity_count += ~torch.isnan(z)
+            self._step += 1
             outputs, features = self.model.forward_with_features(images)
             losses = self.model.task_loss_terms(outputs, labels)
             self.optimizer.zero_grad(set_to_none=True)
@@ -191,6 +216,7 @@ class Trainer:
             task_losses=(task_sum / steps).cpu(),
             weights=(weight_sum / weighted_steps).cpu() if weighted_steps else None,
             gradient_cosine=(cosine_sum / cosine_steps).cpu() if cosine_steps else None,
+            affinity=(affinity_sum / affinity_count).cpu() if self.affinity_every else None,
         )
 
     def fit(self, train_loader: DataLoader[Batch], val_loader: DataLoader[Batch]) -> FitResult:
@@ -225,6 +251,7 @@ class Trainer:
                 gradient_cosine=(
                     None if stats.gradient_cosine is None else stats.gradient_cosine.tolist()
                 ),
+                affinity=None if stats.affinity is None else stats.affinity.tolist(),
                 val_metrics=val_metrics,
                 val_score=val_score,
                 seconds=time.perf_counter() - start,

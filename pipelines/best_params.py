@@ -24,7 +24,7 @@ HEADER = (
 # the study (raising n_trials continues it).
 _NOT_IN_STUDY = {
     "tune": ("enabled", "n_trials", "storage", "study_name", "heartbeat_seconds", "seed"),
-    "train": ("epochs", "device", "num_workers"),
+    "train": ("epochs", "device", "num_workers", "affinity"),  # trials measure no affinity
 }
 
 

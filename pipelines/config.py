@@ -145,6 +145,18 @@ def _weighting_union() -> Any:
 WeightingConfig = _weighting_union()
 
 
+class AffinityConfig(Section):
+    """Lookahead inter-task affinity measured during training (README "Task affinity")."""
+
+    enabled: bool = False
+    every: int = Field(25, ge=1, description="measure on every k-th training batch")
+    lr: float | None = Field(None, gt=0, description="lookahead step; null = the current lr")
+    samples: int | None = Field(
+        8, ge=1, description="first n samples of the batch measured on; null = all"
+    )
+    max_groups: int = Field(3, ge=1, description="task groups the grouping suggestion may use")
+
+
 class TrainConfig(Section):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -159,6 +171,7 @@ class TrainConfig(Section):
     weighting: WeightingConfig = Field(
         default_factory=lambda: {"method": "equal"}, validate_default=True
     )
+    affinity: AffinityConfig = AffinityConfig()
 
     def weighting_kwargs(self) -> dict[str, Any]:
         return self.weighting.model_dump(exclude={"method"})

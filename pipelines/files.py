@@ -59,6 +59,10 @@ class ProjectPaths:
         return self.reports_dir / "registry.json"
 
     @property
+    def affinity_file(self) -> Path:
+        return self.reports_dir / "affinity.json"
+
+    @property
     def best_params(self) -> Path:
         return self.reports_dir / "best_params.yaml"
 

@@ -63,6 +63,47 @@ def gradient_cosine(history: Sequence[EpochLog]) -> Figure:
     return fig
 
 
+def affinity_heatmap(matrix: np.ndarray, names: Sequence[str], title: str) -> Figure:
+    """Lookahead affinity, row = the task whose step is taken, column = the task it affects."""
+    fig, ax = plt.subplots(figsize=(7.5, 6.5), layout="constrained")
+    finite = matrix[np.isfinite(matrix) & ~np.eye(len(names), dtype=bool)]
+    limit = float(np.abs(finite).max()) if finite.size else 1.0
+    image = ax.imshow(matrix, cmap="RdBu", vmin=-limit, vmax=limit)
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=6)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set(title=title, xlabel="affected task j", ylabel="stepped task i")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="Z(i→j) = 1 − L_j(after) / L_j(before)")
+    return fig
+
+
+def affinity_over_epochs(
+    per_epoch: np.ndarray, epochs: Sequence[int], names: Sequence[str]
+) -> Figure:
+    """One panel per stepped task i: Z(i→j) by epoch for every other task j."""
+    n = len(names)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False, sharex=True, layout="constrained"
+    )
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        for j in range(n):
+            if j != i:
+                ax.plot(epochs, per_epoch[:, i, j], lw=1, label=names[j])
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_title(f"{names[i]} → others", fontsize=9)
+        ax.tick_params(labelsize=7)
+    axes.flat[0].legend(fontsize=6, ncol=2)
+    fig.supxlabel("epoch")
+    fig.supylabel("lookahead affinity")
+    return fig
+
+
 def confusion_matrices(
     tasks: Sequence[TaskSpec], labels: np.ndarray, predictions: np.ndarray
 ) -> Figure:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -154,6 +155,13 @@ class MlflowEpochLogger(Callback):
             for i, a in enumerate(names):
                 for j in range(i + 1, len(names)):
                     metrics[f"grad_cosine/{a}/{names[j]}"] = log.gradient_cosine[i][j]
+        if log.affinity is not None:
+            names = list(log.task_losses)
+            for i, source in enumerate(names):
+                for j, target in enumerate(names):
+                    value = log.affinity[i][j]
+                    if i != j and math.isfinite(value):
+                        metrics[f"affinity/{source}/{target}"] = value
         for task, values in log.val_metrics.items():
             for name, value in values.items():
                 if isinstance(value, (int, float)) and name != "n":

@@ -10,6 +10,7 @@ import mlflow
 import numpy as np
 import torch
 
+from mtl_models.affinity import mean_affinity, suggest_groups
 from mtl_models.augmentation import ResolvedPolicy
 from mtl_models.data import MultiTaskImageDataset, make_loader
 from mtl_models.metrics import majority_labels
@@ -108,9 +109,76 @@ def fit(
         device=device,
         majority=majority_labels(train_labels, tasks),
         callbacks=callbacks,
+        affinity_every=cfg.affinity.every if measures_affinity(params) else None,
+        affinity_lr=cfg.affinity.lr,
+        affinity_samples=cfg.affinity.samples,
     )
     result = trainer.fit(train_loader, val_loader)
     return Fitted(model=model, spec=spec, result=result, tasks=tasks, device=device)
+
+
+def measures_affinity(params: Params) -> bool:
+    """Affinity steps the shared blocks; with none (``shared_depth: 0``) there is nothing to
+    measure, and a search over ``shared_depth`` may well sample 0."""
+    return params.train.affinity.enabled and params.model.shared_depth != 0
+
+
+def write_affinity_report(
+    params: Params, names: list[str], result: FitResult, paths: ProjectPaths
+) -> dict[str, object]:
+    """``reports/affinity.json`` (always, so DVC finds its output), its heatmap and, per
+    epoch, a heatmap and the affinity-over-epochs plot in the active MLflow run."""
+    cfg = params.train.affinity
+    if not measures_affinity(params):
+        note = (
+            "train.affinity.enabled is false"
+            if not cfg.enabled
+            else "model.shared_depth is 0: no shared blocks to step"
+        )
+        report: dict[str, object] = {"enabled": False, "note": note}
+        write_json(paths.affinity_file, report)
+        if cfg.enabled:
+            print(f"train: no task affinity measured ({note})")
+        return report
+    epochs = [log.epoch for log in result.history]
+    per_epoch = np.array([log.affinity for log in result.history], dtype=float)
+    matrix = mean_affinity(per_epoch)
+    grouping = suggest_groups(matrix, names, cfg.max_groups)
+
+    def table(m: np.ndarray) -> dict[str, dict[str, float | None]]:
+        def cell(value: float) -> float | None:
+            return None if np.isnan(value) else round(float(value), 6)
+
+        return {a: {b: cell(m[i, j]) for j, b in enumerate(names)} for i, a in enumerate(names)}
+
+    report = {
+        "enabled": True,
+        "every": cfg.every,
+        "definition": "Z[i][j] = 1 - L_j(after a step on task i) / L_j(before), mean over epochs",
+        "matrix": table(matrix),
+        "per_epoch": {str(e): table(m) for e, m in zip(epochs, per_epoch, strict=True)},
+        "grouping": {
+            "max_groups": cfg.max_groups,
+            "groups": grouping.groups,
+            "score": round(grouping.score, 6),
+            "exhaustive": grouping.exhaustive,
+        },
+    }
+    write_json(paths.affinity_file, report)
+    plots.save(
+        plots.affinity_heatmap(matrix, names, f"lookahead affinity, mean of {len(epochs)} epochs"),
+        paths.plots_dir / "affinity.png",
+    )
+    for epoch, m in zip(epochs, per_epoch, strict=True):
+        title = f"lookahead affinity, epoch {epoch}"
+        artifact = f"plots/affinity/epoch_{epoch:03d}.png"
+        plots.log_figure(plots.affinity_heatmap(m, names, title), artifact)
+    plots.log_figure(
+        plots.affinity_over_epochs(per_epoch, epochs, names), "plots/affinity_over_epochs.png"
+    )
+    shown = " | ".join(", ".join(g) for g in grouping.groups)
+    print(f"train: task groups by affinity (at most {cfg.max_groups}): {shown}")
+    return report
 
 
 def train(params: Params, paths: ProjectPaths) -> dict[str, object]:
@@ -159,6 +227,10 @@ def train(params: Params, paths: ProjectPaths) -> dict[str, object]:
         mlflow.log_artifact(str(curves), artifact_path="plots")
         if result.history[-1].gradient_cosine is not None:  # gradient methods only
             plots.log_figure(plots.gradient_cosine(result.history), "plots/gradient_cosine.png")
+        report = write_affinity_report(params, [t.name for t in tasks], result, paths)
+        if report.get("enabled"):
+            mlflow.log_artifact(str(paths.affinity_file))
+            mlflow.log_artifact(str(paths.plots_dir / "affinity.png"), artifact_path="plots")
 
         with atomic_dir(paths.models_dir) as scratch:
             save_checkpoint(model.cpu(), spec, scratch)

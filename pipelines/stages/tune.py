@@ -186,7 +186,8 @@ class Objective:
         self.multi = params.tune.objective == "per_task"
 
     def trial_params(self, values: Mapping[str, Any]) -> Params:
-        epochs = {"train.epochs": self.params.tune.epochs}
+        # the trial budget, and no affinity measurement (it costs time and no trial reads it)
+        epochs = {"train.epochs": self.params.tune.epochs, "train.affinity.enabled": False}
         try:
             return overlay(self.params, {**values, **epochs}, source="sampled values")
         except ConfigError as exc:

@@ -69,6 +69,9 @@ def test_training_run_records_params_epochs_datasets_plots_and_test_metrics(pipe
         "plots/learning_curves.png",
         "plots/confusion_matrices.png",
         "plots/augmentation_preview.png",
+        "plots/affinity.png",  # train.affinity is on in the shipped params
+        "plots/affinity_over_epochs.png",
+        "plots/affinity",  # one heatmap per epoch
     }
 
 

@@ -134,3 +134,33 @@ def majority_labels(labels: np.ndarray, tasks: list[TaskSpec]) -> dict[str, floa
         if len(values):
             out[task.name] = _mode(values) if task.is_discrete else float(values.mean())
     return out
+
+
+def delta_m(
+    multi_task: Mapping[str, float],
+    single_task: Mapping[str, float],
+    lower_is_better: Mapping[str, bool] | None = None,
+) -> tuple[float, dict[str, float]]:
+    """Δm (Maninis et al., CVPR 2019): the mean relative gain of the multi-task model over
+    single-task models, ``(1/T) Σ_t (−1)^{l_t} (M_mtl,t − M_st,t) / M_st,t`` with ``l_t = 1``
+    where lower is better. Returns Δm and each task's relative gain (positive = MTL better).
+
+    The primary ``score`` of every kind is higher-is-better, so ``lower_is_better`` defaults
+    to none; pass it for losses or errors.
+    """
+    if set(multi_task) != set(single_task):
+        raise ValueError(
+            f"Δm needs the same tasks on both sides, got {sorted(multi_task)} "
+            f"and {sorted(single_task)}"
+        )
+    if not multi_task:
+        raise ValueError("Δm needs at least one task")
+    lower = lower_is_better or {}
+    gains = {}
+    for task, mtl in multi_task.items():
+        base = single_task[task]
+        if base == 0:
+            raise ValueError(f"Δm is undefined for {task}: its single-task score is 0")
+        sign = -1.0 if lower.get(task, False) else 1.0
+        gains[task] = sign * (mtl - base) / abs(base)
+    return float(np.mean(list(gains.values()))), gains

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mtl_models.metrics import confusion, majority_labels, summarize, task_metrics
+from mtl_models.metrics import confusion, delta_m, majority_labels, summarize, task_metrics
 from mtl_models.tasks import TaskSpec
 
 NAN = float("nan")
@@ -218,3 +218,19 @@ def test_majority_labels() -> None:
     )
     out = majority_labels(labels, tasks)
     assert out == {"cls": 2.0, "reg": pytest.approx((1 + 3 + 8) / 3), "tie": 0.0}
+
+
+def test_delta_m_equals_the_formula_on_hand_made_values():
+    mtl = {"a": 0.9, "b": 0.5, "err": 2.0}
+    single = {"a": 0.8, "b": 0.6, "err": 4.0}
+    dm, gains = delta_m(mtl, single, lower_is_better={"err": True})
+    # a: +0.1/0.8 = +0.125; b: -0.1/0.6 = -1/6; err (lower is better): -(2-4)/4 = +0.5
+    assert gains == pytest.approx({"a": 0.125, "b": -1 / 6, "err": 0.5})
+    assert dm == pytest.approx((0.125 - 1 / 6 + 0.5) / 3)
+
+
+def test_delta_m_refuses_mismatched_tasks_and_a_zero_baseline():
+    with pytest.raises(ValueError, match="same tasks"):
+        delta_m({"a": 1.0}, {"b": 1.0})
+    with pytest.raises(ValueError, match="single-task score is 0"):
+        delta_m({"a": 1.0}, {"a": 0.0})

@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,16 @@ class ProjectPaths:
     @property
     def tune_dir(self) -> Path:
         return self.reports_dir / "tune"
+
+
+def sqlite_lock(url: str) -> AbstractContextManager[Any]:
+    """A lock file beside a ``sqlite:///`` database, for work that two processes must not do
+    at once on it (creating its schema); a no-op for any other URL."""
+    if url.startswith("sqlite:///"):
+        from filelock import FileLock
+
+        return FileLock(url.removeprefix("sqlite:///") + ".lock")
+    return nullcontext()
 
 
 @contextmanager

@@ -15,11 +15,11 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-from filelock import FileLock
 from mlflow.entities import Run
 
 from mtl_models.training import Callback, EpochLog
 from pipelines.config import Params
+from pipelines.files import sqlite_lock
 
 
 def tracking_uri(params: Params) -> str:
@@ -45,9 +45,8 @@ def _create_sqlite_store(uri: str) -> None:
     """
     if uri in _READY or not uri.startswith("sqlite:///"):
         return
-    db = Path(uri.removeprefix("sqlite:///"))
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(db) + ".lock"):
+    Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    with sqlite_lock(uri):
         mlflow.MlflowClient(uri).search_experiments(max_results=1)
     _READY.add(uri)
 

@@ -15,14 +15,13 @@ import socket
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 import mlflow
 import numpy as np
 import optuna
 import sqlalchemy.exc
-from filelock import FileLock
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
@@ -31,7 +30,7 @@ from pipelines import plots, tracking
 from pipelines.best_params import study_name, write_best_params
 from pipelines.config import Params, SearchEntry, get_path, overlay, params_dict
 from pipelines.errors import ConfigError, MtlflowError
-from pipelines.files import ProjectPaths, atomic_dir
+from pipelines.files import ProjectPaths, atomic_dir, sqlite_lock
 from pipelines.stages.augment import resolve_augmentation
 from pipelines.stages.split import load_split, split_digest
 from pipelines.stages.train import fit
@@ -47,15 +46,6 @@ class TrialConfigError(MtlflowError):
 # ---------------------------------------------------------------------------- study set-up
 
 
-def setup_lock(params: Params) -> AbstractContextManager[Any]:
-    """Serialises creating the study and queueing trial 0 among local workers of a SQLite
-    study (a server database's workers may race there: at worst trial 0 is queued twice)."""
-    url = params.tune.storage
-    if url.startswith("sqlite:///"):
-        return FileLock(url.removeprefix("sqlite:///") + ".lock")
-    return nullcontext()
-
-
 def open_storage(params: Params) -> RDBStorage:
     """The study storage, with heartbeats so a trial whose process died is marked failed
     (and retried once) by the next process that uses the study."""
@@ -67,7 +57,7 @@ def open_storage(params: Params) -> RDBStorage:
     # Two processes creating the schema of a new database at once: one would fail on a
     # duplicate table or version row. A file lock serialises it for SQLite; elsewhere the
     # loser retries once the winner has committed.
-    lock = setup_lock(params)
+    lock = sqlite_lock(cfg.storage)
     last: Exception | None = None
     for attempt in range(5):
         try:
@@ -354,12 +344,14 @@ def tune(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     data = load_split(paths, "train", tasks), load_split(paths, "val", tasks)
     resolve_augmentation(params, image_size=data[0][0].shape[1])  # fails before any trial
     storage = open_storage(params)
-    with setup_lock(params):
-        probe = load_study(params, storage, seed=cfg.seed)
-        done = sum(t.state in FINISHED for t in probe.get_trials(deepcopy=False))
+    # Serialises creating the study and queueing trial 0 among local workers of a SQLite study
+    # (a server database's workers may race there: at worst trial 0 is queued twice).
+    with sqlite_lock(cfg.storage):
+        study = load_study(params, storage, seed=cfg.seed)
+        trials = study.get_trials(deepcopy=False)
+        done = sum(t.state in FINISHED for t in trials)
         # A resumed study draws new random values rather than replaying the first run's.
-        seed = cfg.seed + len(probe.get_trials(deepcopy=False))
-        study = load_study(params, storage, seed=seed)
+        study.sampler = make_sampler(params, cfg.seed + len(trials))
         if cfg.enqueue_defaults:
             # params.yaml's own values are trial 0, so the search never returns worse than
             # them (values outside their entry's range are left to the sampler)

@@ -34,7 +34,7 @@ def study_name(params: Params) -> str:
     if params.tune.study_name:
         return params.tune.study_name
     raw = params_dict(params)
-    for section in ("register", "tracking"):
+    for section in ("register", "tracking", "baselines"):
         raw.pop(section, None)
     for section, keys in _NOT_IN_STUDY.items():
         for key in keys:

@@ -334,6 +334,14 @@ class TuneConfig(Section):
     search_space: dict[str, SearchEntry] = Field(default_factory=dict)
 
 
+class BaselinesConfig(Section):
+    """``mtlflow baselines``: one single-task model per task, for Δm (README "Baselines")."""
+
+    enabled: bool = Field(
+        False, description="train them in `dvc repro`/`mtlflow run` (one training per task)"
+    )
+
+
 class RegisterConfig(Section):
     model_name: str = "mtlflow-defects"
     alias: str = "champion"
@@ -352,6 +360,7 @@ class Params(Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     tune: TuneConfig = TuneConfig()
+    baselines: BaselinesConfig = BaselinesConfig()
     # ``register`` is a method of pydantic models, so the section lives under another name.
     registry: RegisterConfig = Field(RegisterConfig(), alias="register")
     tracking: TrackingConfig = TrackingConfig()

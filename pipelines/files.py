@@ -70,6 +70,14 @@ class ProjectPaths:
     def tune_dir(self) -> Path:
         return self.reports_dir / "tune"
 
+    @property
+    def baselines_file(self) -> Path:
+        return self.reports_dir / "baselines.json"
+
+    @property
+    def diagnosis_file(self) -> Path:
+        return self.reports_dir / "diagnosis.md"
+
 
 def sqlite_lock(url: str) -> AbstractContextManager[Any]:
     """A lock file beside a ``sqlite:///`` database, for work that two processes must not do

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -13,8 +15,9 @@ from mtl_models.model import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
 from mtl_models.training import predict, score_predictions
 from pipelines import plots, tracking
 from pipelines.config import Params
-from pipelines.files import ProjectPaths, read_json, write_json
-from pipelines.stages.split import load_split
+from pipelines.diagnosis import compare_with_baselines, diagnosis_markdown, format_gains
+from pipelines.files import ProjectPaths, atomic_write_bytes, read_json, write_json
+from pipelines.stages.split import load_split, split_digest
 
 # majority_accuracy sits beside the score because a constant predictor's QWK is 0 by
 # definition: accuracy shows whether a skewed ordinal task really beats "always the mode".
@@ -46,8 +49,14 @@ def format_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _optional_report(path: Path) -> dict[str, Any] | None:
+    """A report another stage may or may not have written (affinity, baselines)."""
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def evaluate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
-    """Write ``reports/metrics.json`` (DESIGN.md schema) and test plots; log them to the run."""
+    """Write ``reports/metrics.json`` (DESIGN.md schema, plus Δm against single-task
+    baselines), ``reports/diagnosis.md`` and test plots; log them to the training run."""
     run_info = read_json(paths.run_info, "train")
     model, spec = load_checkpoint(paths.models_dir / WEIGHTS_FILE, paths.models_dir / SPEC_FILE)
     tasks = list(spec.tasks)
@@ -56,9 +65,24 @@ def evaluate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     loader = make_loader(MultiTaskImageDataset(test_images, test_labels), 256, shuffle=False)
     result = predict(model, loader, next(model.parameters()).device)
     per_task = score_predictions(model, result, majority_labels(train_labels, tasks))
-    metrics = {"tasks": per_task, "summary": summarize(per_task)}
+    comparison = compare_with_baselines(
+        per_task, _optional_report(paths.baselines_file), split_digest(paths)
+    )
+    metrics = {"tasks": per_task, "summary": summarize(per_task), "baselines": comparison}
+    affinity = _optional_report(paths.affinity_file)
+    diagnosis = diagnosis_markdown(
+        tasks,
+        metrics,
+        result.labels,
+        result.predictions,
+        train_labels,
+        weighting=_trained_weighting(run_info, params),
+        run_id=run_info["run_id"],
+        affinity=affinity,
+    )
 
     write_json(paths.metrics_file, metrics)
+    atomic_write_bytes(paths.diagnosis_file, diagnosis.encode())
     confusion_png = paths.plots_dir / "confusion_matrices.png"
     plots.save(plots.confusion_matrices(tasks, result.labels, result.predictions), confusion_png)
 
@@ -68,9 +92,25 @@ def evaluate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
             for name, value in values.items():
                 if isinstance(value, (int, float)) and name != "n" and not math.isnan(value):
                     flat[f"test/{task}/{name}"] = float(value)
+        if "delta_m" in comparison:
+            flat["test/delta_m"] = comparison["delta_m"]
+            for task, row in comparison["tasks"].items():
+                flat[f"test/{task}/single_task_score"] = row["single_task"]
+                flat[f"test/{task}/gain"] = row["gain"]
+            mlflow.set_tag("mtlflow.baselines_run", comparison["baselines_run_id"])
         mlflow.log_metrics(flat)
         tracking.log_split_dataset(paths.splits_dir / "test.csv", "testing")
         mlflow.log_artifact(str(paths.metrics_file))
+        mlflow.log_artifact(str(paths.diagnosis_file))
         mlflow.log_artifact(str(confusion_png), artifact_path="plots")
     print(format_table(metrics))
+    print(format_gains(comparison))
+    print(f"evaluate: diagnosis in {paths.diagnosis_file.relative_to(paths.root)}")
     return metrics
+
+
+def _trained_weighting(run_info: dict[str, Any], params: Params) -> str:
+    """The weighting the model was trained with: the run's param (a tuned method may differ
+    from params.yaml's)."""
+    run = mlflow.MlflowClient(tracking.configure(params)).get_run(run_info["run_id"])
+    return run.data.params.get("train.weighting.method", params.train.weighting.method)

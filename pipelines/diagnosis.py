@@ -1,0 +1,408 @@
+"""Why a task is not learning: Δm against single-task baselines and ``reports/diagnosis.md``.
+
+``evaluate`` calls both. Everything here reads measurements (test predictions, the training
+labels, ``reports/affinity.json``, ``reports/baselines.json``) and says what they show; each
+suggestion names the number that triggered it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mtl_models.metrics import COLLAPSE_SHARE, confusion, delta_m
+from mtl_models.tasks import TaskKind, TaskSpec
+
+# A single-task model beats the multi-task one on a task by more than this relative margin:
+# sharing costs that task (smaller gaps are within seed-to-seed noise on small test splits).
+NEGATIVE_TRANSFER = -0.01
+# A class this rare in the training labels, and never predicted, is "not learned".
+RARE_SHARE = 0.05
+# A task this far below the mean score of the others is "lagging".
+LAG = 0.10
+# Mean incoming lookahead affinity below this: the other tasks' steps raise the task's loss.
+PULLED_BACK = -1e-3
+GRADIENT_METHODS_FOR_CONFLICT = "upgrad` or `pcgrad"
+
+
+def compare_with_baselines(
+    per_task: Mapping[str, Mapping[str, Any]],
+    baselines: Mapping[str, Any] | None,
+    split_sha256: str,
+) -> dict[str, Any]:
+    """The ``baselines`` block of ``metrics.json``: Δm and each task's relative gain.
+
+    Tasks whose single-task score is not positive (QWK or R² of 0 or below) have no relative
+    gain, so they are listed under ``excluded`` with their absolute difference and left out
+    of Δm. Baselines trained on another split or for other tasks are not compared.
+    """
+    if not baselines or not baselines.get("enabled"):
+        return {
+            "note": "no single-task baselines; "
+            "`mtlflow baselines --set baselines.enabled=true` trains them"
+        }
+    if baselines.get("split_sha256") != split_sha256:
+        return {
+            "note": "reports/baselines.json was trained on another split; "
+            "run `mtlflow baselines` again"
+        }
+    single = baselines["tasks"]
+    if set(single) != set(per_task):
+        return {
+            "note": f"reports/baselines.json covers tasks {sorted(single)}, the model "
+            f"{sorted(per_task)}; run `mtlflow baselines` again"
+        }
+    multi_scores, single_scores, excluded = {}, {}, {}
+    for task, m in per_task.items():
+        mtl, st = float(m["score"]), float(single[task]["score"])
+        if not np.isfinite(mtl) or not np.isfinite(st) or st <= 0:
+            excluded[task] = {
+                "multi_task": mtl,
+                "single_task": st,
+                "difference": mtl - st,
+                "reason": "single-task score is not positive: no relative gain",
+            }
+        else:
+            multi_scores[task], single_scores[task] = mtl, st
+    if not multi_scores:
+        return {"note": "no task has a positive single-task score", "excluded": excluded}
+    value, gains = delta_m(multi_scores, single_scores)
+    return {
+        "delta_m": value,
+        "tasks": {
+            task: {
+                "metric": single[task].get("metric"),
+                "multi_task": multi_scores[task],
+                "single_task": single_scores[task],
+                "gain": gains[task],
+            }
+            for task in multi_scores
+        },
+        "excluded": excluded,
+        "baselines_run_id": baselines.get("mlflow_run_id"),
+    }
+
+
+def format_gains(block: Mapping[str, Any]) -> str:
+    """The per-task gains table of the ``baselines`` block, as text."""
+    if "delta_m" not in block:
+        return f"Δm: {block.get('note', 'not computed')}"
+    lines = [f"{'task':<20} {'multi-task':>10} {'single-task':>11} {'gain':>8}"]
+    for task, row in block["tasks"].items():
+        lines.append(
+            f"{task:<20} {row['multi_task']:>10.3f} {row['single_task']:>11.3f} "
+            f"{row['gain']:>+8.1%}"
+        )
+    for task, row in block.get("excluded", {}).items():
+        lines.append(
+            f"{task:<20} {row['multi_task']:>10.3f} {row['single_task']:>11.3f} {'n/a':>8}"
+        )
+    n = len(block["tasks"])
+    lines.append(f"Δm = {block['delta_m']:+.2%} over {n} tasks (multi-task vs single-task)")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------- diagnosis.md
+
+
+@dataclass
+class Finding:
+    task: str
+    text: str
+
+
+def _share(values: np.ndarray, n_classes: int) -> np.ndarray:
+    counts = np.bincount(values.astype(int), minlength=n_classes).astype(float)
+    return counts / max(counts.sum(), 1.0)
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0%}" if x >= 0.01 or x == 0 else "<1%"
+
+
+def _incoming_affinity(affinity: Mapping[str, Any] | None, task: str) -> float | None:
+    """Mean Z(i -> task) over the other tasks i: how the others' updates move its loss."""
+    if not affinity or not affinity.get("enabled"):
+        return None
+    values = [
+        row.get(task)
+        for source, row in affinity["matrix"].items()
+        if source != task and row.get(task) is not None
+    ]
+    return float(np.mean(values)) if values else None
+
+
+def _group_of(affinity: Mapping[str, Any] | None, task: str) -> list[str] | None:
+    if not affinity or not affinity.get("enabled"):
+        return None
+    return next((g for g in affinity["grouping"]["groups"] if task in g), None)
+
+
+def find_issues(
+    tasks: Sequence[TaskSpec],
+    per_task: Mapping[str, Mapping[str, Any]],
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    train_labels: np.ndarray,
+    weighting: str,
+    affinity: Mapping[str, Any] | None = None,
+    comparison: Mapping[str, Any] | None = None,
+) -> list[Finding]:
+    """Concrete suggestions, each drawn from a measurement of one task."""
+    findings: list[Finding] = []
+    scores = {n: float(m["score"]) for n, m in per_task.items() if np.isfinite(m["score"])}
+    gains = (comparison or {}).get("tasks", {})
+    lagging: list[str] = []
+    for t, task in enumerate(tasks):
+        m = per_task[task.name]
+        if not np.isfinite(m["score"]):
+            findings.append(Finding(task.name, "has no labelled test samples: nothing measured."))
+            continue
+        y_present = ~np.isnan(labels[:, t])
+        y, p = labels[y_present, t], predictions[y_present, t]
+        train_y = train_labels[:, t][~np.isnan(train_labels[:, t])]
+        metric = task.primary_metric
+        others = [s for n, s in scores.items() if n != task.name]
+
+        if m["collapsed"] and task.is_discrete:
+            assert task.n_classes is not None
+            pred_share = _share(p, task.n_classes)
+            top = int(pred_share.argmax())
+            text = (
+                f"has collapsed: it predicts class {top} for {_pct(pred_share[top])} of test "
+                f"samples, while its most common label covers only "
+                f"{_pct(_share(y, task.n_classes).max())}."
+            )
+            if task.kind is TaskKind.CLASSIFICATION and task.n_classes >= 3:
+                text += (
+                    " If its classes are ordered levels, declare `kind: ordinal`: the CORN head "
+                    "learns one threshold at a time, which a skewed label distribution does not "
+                    "swamp."
+                )
+            findings.append(Finding(task.name, text))
+            lagging.append(task.name)
+        elif m["collapsed"]:
+            findings.append(
+                Finding(
+                    task.name,
+                    "has collapsed: its predictions barely vary (spread under "
+                    "5% of the labels'); it predicts about the mean.",
+                )
+            )
+            lagging.append(task.name)
+        elif m["score"] <= m["majority_baseline"]:
+            findings.append(
+                Finding(
+                    task.name,
+                    f"does not beat its majority baseline ({metric} {m['score']:.3f} vs "
+                    f"{m['majority_baseline']:.3f} for always predicting the training mode).",
+                )
+            )
+            lagging.append(task.name)
+        elif others and m["score"] < float(np.mean(others)) - LAG:
+            findings.append(
+                Finding(
+                    task.name,
+                    f"lags the other tasks ({metric} {m['score']:.3f} vs their mean "
+                    f"{np.mean(others):.3f}).",
+                )
+            )
+            lagging.append(task.name)
+
+        if task.is_discrete and len(train_y):
+            assert task.n_classes is not None
+            train_share = _share(train_y, task.n_classes)
+            predicted = set(np.unique(p).astype(int).tolist())
+            missed = [
+                k
+                for k in np.unique(y).astype(int).tolist()
+                if k not in predicted and train_share[k] < RARE_SHARE
+            ]
+            if missed and not m["collapsed"]:
+                shown = ", ".join(
+                    f"{k} ({int((y == k).sum())} in test, {_pct(train_share[k])} of training "
+                    "labels)"
+                    for k in missed
+                )
+                findings.append(
+                    Finding(
+                        task.name,
+                        f"never predicts its rare class{'es' if len(missed) > 1 else ''} "
+                        f"{shown}: weight rare classes up in its loss, or collect more "
+                        "samples of them.",
+                    )
+                )
+
+        gain = gains.get(task.name)
+        if gain is not None and gain["gain"] < NEGATIVE_TRANSFER:
+            group = _group_of(affinity, task.name)
+            text = (
+                f"is better learned alone: the single-task model scores {gain['single_task']:.3f}"
+                f" against {gain['multi_task']:.3f} here ({gain['gain']:+.1%}), so sharing costs "
+                "it. Share fewer blocks (a lower `model.shared_depth`), or try "
+                f"`train.weighting.method: {GRADIENT_METHODS_FOR_CONFLICT}`, which remove "
+                "conflicting gradient components"
+            )
+            if group is not None:
+                text += f", or train it with its affinity group only ({', '.join(group)})"
+            findings.append(Finding(task.name, text + "."))
+
+        incoming = _incoming_affinity(affinity, task.name)
+        if incoming is not None and incoming < PULLED_BACK:
+            group = _group_of(affinity, task.name) or [task.name]
+            findings.append(
+                Finding(
+                    task.name,
+                    f"is pulled back by the others: a step on another task raises its loss "
+                    f"(mean incoming affinity {incoming:+.4f}). The affinity grouping puts it "
+                    f"with {', '.join(g for g in group if g != task.name) or 'no other task'}.",
+                )
+            )
+    if lagging and weighting in ("equal", "static"):
+        findings.append(
+            Finding(
+                "weighting",
+                f"`{weighting}` gives every loss a fixed share, and {len(lagging)} task(s) "
+                f"fall behind ({', '.join(lagging)}): a method that rebalances during training "
+                "(`train.weighting.method: uw` or `dwa`, or a gradient method such as `upgrad`) "
+                "can lift them; `mtlflow tune` can choose among them.",
+            )
+        )
+    return findings
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    out = ["| " + " | ".join(str(h) for h in header) + " |"]
+    out.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return "n/a" if not np.isfinite(value) else f"{value:.3f}"
+    return str(value)
+
+
+def _task_section(
+    task: TaskSpec, m: Mapping[str, Any], y: np.ndarray, p: np.ndarray, train_y: np.ndarray
+) -> list[str]:
+    lines = [
+        "",
+        f"### {task.name}",
+        "",
+        f"{task.kind.value}, {len(y)} labelled test samples; {task.primary_metric} "
+        f"{_fmt(m['score'])} (majority baseline {_fmt(m['majority_baseline'])}); "
+        f"collapsed: {_fmt(bool(m['collapsed']))}.",
+        "",
+    ]
+    if not len(y):
+        return lines
+    if task.is_discrete:
+        assert task.n_classes is not None
+        k = task.n_classes
+        counts = {
+            "labels, train": np.bincount(train_y.astype(int), minlength=k),
+            "labels, test": np.bincount(y.astype(int), minlength=k),
+            "predictions, test": np.bincount(p.astype(int), minlength=k),
+        }
+        rows = [
+            [name, *(f"{c} ({_pct(c / max(v.sum(), 1))})" for c in v)] for name, v in counts.items()
+        ]
+        lines += _md_table(["class", *range(k)], rows)
+        lines += ["", "Confusion matrix (rows: true class, columns: predicted):", ""]
+        matrix = confusion(task, y, p)
+        lines += _md_table(["true \\ pred", *range(k)], [[i, *row] for i, row in enumerate(matrix)])
+    else:
+        columns = (("labels, train", train_y), ("labels, test", y), ("predictions, test", p))
+        rows = [
+            [name, *(f"{q:.4g}" for q in (v.mean(), v.std(), *np.percentile(v, [5, 50, 95])))]
+            for name, v in columns
+        ]
+        lines += _md_table(["", "mean", "std", "p5", "median", "p95"], rows)
+    return lines
+
+
+def diagnosis_markdown(
+    tasks: Sequence[TaskSpec],
+    metrics: Mapping[str, Any],
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    train_labels: np.ndarray,
+    weighting: str,
+    run_id: str,
+    affinity: Mapping[str, Any] | None = None,
+) -> str:
+    """``reports/diagnosis.md``: summary table, suggestions, then per-task distributions."""
+    per_task = metrics["tasks"]
+    comparison = metrics.get("baselines") or {}
+    gains = comparison.get("tasks", {})
+    findings = find_issues(
+        tasks, per_task, labels, predictions, train_labels, weighting, affinity, comparison
+    )
+    summary = metrics["summary"]
+    lines = [
+        f"# Diagnosis: {len(tasks)} tasks, mean test score {summary['mean_score']:.3f}",
+        "",
+        f"MLflow run `{run_id}`, weighting `{weighting}`. "
+        f"{len(summary['tasks_beating_majority'])}/{len(tasks)} tasks beat their majority "
+        f"baseline; collapsed: {', '.join(summary['collapsed_tasks']) or 'none'} "
+        f"(a task collapses when one class takes ≥{COLLAPSE_SHARE:.0%} of its predictions "
+        "while its labels are spread out).",
+        "",
+    ]
+    rows = []
+    for task in tasks:
+        m = per_task[task.name]
+        gain = gains.get(task.name)
+        rows.append(
+            [
+                task.name,
+                task.kind.value,
+                task.primary_metric,
+                _fmt(float(m["score"])),
+                _fmt(float(m["majority_baseline"])),
+                _fmt(bool(m["collapsed"])),
+                _fmt(gain["single_task"]) if gain else "",
+                f"{gain['gain']:+.1%}" if gain else "",
+            ]
+        )
+    lines += _md_table(
+        ["task", "kind", "metric", "score", "majority", "collapsed", "single-task", "gain"], rows
+    )
+    lines.append("")
+    if "delta_m" in comparison:
+        lines.append(
+            f"**Δm = {comparison['delta_m']:+.2%}** against single-task models with the same "
+            f"backbone, budget and split (positive: the multi-task model is better on average)."
+        )
+    else:
+        lines.append(f"Δm: {comparison.get('note', 'not computed')}.")
+    if affinity and affinity.get("enabled"):
+        groups = " | ".join(", ".join(g) for g in affinity["grouping"]["groups"])
+        lines.append("")
+        lines.append(
+            f"Task groups by lookahead affinity (at most {affinity['grouping']['max_groups']}): "
+            f"{groups}."
+        )
+    lines += ["", "## Suggestions", ""]
+    if findings:
+        lines += [f"- **{f.task}** {f.text}" for f in findings]
+    else:
+        lines.append(
+            "None: every task beats its majority baseline, none collapsed, none lags the others"
+            + (" or loses to its single-task model." if gains else ".")
+        )
+    lines += ["", "## Per task"]
+    for t, task in enumerate(tasks):
+        present = ~np.isnan(labels[:, t])
+        train_y = train_labels[:, t][~np.isnan(train_labels[:, t])]
+        lines += _task_section(
+            task, per_task[task.name], labels[present, t], predictions[present, t], train_y
+        )
+    return "\n".join(lines) + "\n"

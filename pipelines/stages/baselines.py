@@ -1,0 +1,154 @@
+"""``baselines``: one single-task model per task, on the same backbone, budget and split.
+
+``evaluate`` compares the multi-task model with them (Δm and a per-task gain, in
+``reports/metrics.json``): whether sharing one network helps each task or costs it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import mlflow
+import numpy as np
+
+from mtl_models.data import MultiTaskImageDataset, make_loader
+from mtl_models.metrics import majority_labels
+from mtl_models.training import predict, score_predictions
+from pipelines import tracking
+from pipelines.best_params import apply_best_params
+from pipelines.config import Params, params_dict, parse_params
+from pipelines.files import ProjectPaths, write_json
+from pipelines.stages.augment import resolve_augmentation
+from pipelines.stages.split import load_split, split_digest
+from pipelines.stages.train import fit
+
+
+def single_task_params(params: Params, task: str) -> Params:
+    """``params`` for a model that learns ``task`` alone.
+
+    The backbone, heads, optimiser, epochs, early stopping and augmentation requests stay; what
+    only means something with several tasks goes: the weighting (one loss needs none), task
+    affinity, and augmentation remaps. With one task a remap could only move its label to a task
+    that is not there, so a transform that needs one (a horizontal flip for a ``_left`` task) is
+    excluded by the task's own ``sensitive_to``, as for any transform that would change it.
+    """
+    raw = params_dict(params)
+    raw["tasks"] = {task: raw["tasks"][task]}
+    raw["train"]["weighting"] = {"method": "equal"}
+    raw["train"]["affinity"]["enabled"] = False
+    raw["augment"]["remaps"] = {}
+    raw["tune"] |= {"enabled": False, "search_space": {}}
+    return parse_params(raw, source=f"single-task params for {task}", check_space=False)
+
+
+def baselines(params: Params, paths: ProjectPaths) -> dict[str, Any]:
+    """Train a single-task model per task and write ``reports/baselines.json``.
+
+    With ``baselines.enabled: false`` it writes a note instead (DVC always finds its output),
+    so the default ``dvc repro`` does not pay for one training per task.
+    """
+    if not params.baselines.enabled:
+        note = (
+            "baselines.enabled is false; `mtlflow baselines --set baselines.enabled=true` "
+            "or `dvc exp run -S baselines.enabled=true` trains them"
+        )
+        report: dict[str, Any] = {"enabled": False, "note": note}
+        write_json(paths.baselines_file, report)
+        print(f"baselines: skipped ({note})")
+        return report
+
+    params, tuned = apply_best_params(params, paths)
+    tasks = params.task_specs()
+    train_images, train_labels = load_split(paths, "train", tasks)
+    val_images, val_labels = load_split(paths, "val", tasks)
+    test_images, test_labels = load_split(paths, "test", tasks)
+    # every task's params and augmentation resolve before the first model trains
+    singles = {t.name: single_task_params(params, t.name) for t in tasks}
+    policies = {
+        name: resolve_augmentation(p, image_size=train_images.shape[1])
+        for name, p in singles.items()
+    }
+    test_loader_args = {"batch_size": 256, "shuffle": False}
+    shared_excluded = {
+        d.name for d in resolve_augmentation(params, image_size=train_images.shape[1]).excluded
+    }
+
+    results: dict[str, dict[str, Any]] = {}
+    with tracking.training_run(params, paths.root, run_name="baselines", join=False) as parent:
+        mlflow.set_tags({"mtlflow.stage": "baselines", "data.split_sha256": split_digest(paths)})
+        if tuned is not None:
+            mlflow.set_tags({"optuna.study": tuned["study"], "optuna.trial": tuned["trial"]})
+        for t, task in enumerate(tasks):
+            single, policy = singles[task.name], policies[task.name]
+            column = [t]
+            dropped = [d.name for d in policy.excluded if d.name not in shared_excluded]
+            without = f"; without {', '.join(dropped)} (moves its label)" if dropped else ""
+            print(
+                f"baselines: [{t + 1}/{len(tasks)}] {task.name} alone, "
+                f"{single.train.epochs} epochs{without}"
+            )
+            start = time.perf_counter()
+            with mlflow.start_run(run_name=f"baseline-{task.name}", nested=True) as run:
+                mlflow.set_tags({"mtlflow.stage": "baseline", "mtlflow.task": task.name})
+                mlflow.log_params(tracking.flatten(params_dict(single)))
+                fitted = fit(
+                    single,
+                    (train_images, train_labels[:, column]),
+                    (val_images, val_labels[:, column]),
+                    policy,
+                    callbacks=[tracking.EpochPrinter(), tracking.MlflowEpochLogger()],
+                )
+                loader = make_loader(
+                    MultiTaskImageDataset(test_images, test_labels[:, column]), **test_loader_args
+                )
+                scored = score_predictions(
+                    fitted.model,
+                    predict(fitted.model, loader, fitted.device),
+                    majority_labels(train_labels[:, column], fitted.tasks),
+                )[task.name]
+                test = {
+                    f"test/{task.name}/{name}": float(value)
+                    for name, value in scored.items()
+                    if isinstance(value, (int, float)) and name != "n" and np.isfinite(value)
+                }
+                mlflow.log_metrics(
+                    test
+                    | {
+                        "best_epoch": fitted.result.best_epoch,
+                        "best_val_score": fitted.result.best_score,
+                    }
+                )
+            results[task.name] = {
+                "metric": task.primary_metric,
+                "score": scored["score"],
+                "best_epoch": fitted.result.best_epoch,
+                "best_val_score": fitted.result.best_score,
+                "seconds": round(time.perf_counter() - start, 1),
+                "excluded_transforms": [d.name for d in policy.excluded],
+                "run_id": run.info.run_id,
+                "test": scored,
+            }
+            print(
+                f"baselines: {task.name} test {task.primary_metric} {scored['score']:.4f} "
+                f"(best val epoch {fitted.result.best_epoch}, {results[task.name]['seconds']}s)"
+            )
+        mlflow.log_metrics(
+            {f"baseline/{name}/score": r["score"] for name, r in results.items()}
+            | {"baseline/mean_score": float(np.nanmean([r["score"] for r in results.values()]))}
+        )
+        report = {
+            "enabled": True,
+            "split_sha256": split_digest(paths),
+            "epochs": params.train.epochs,
+            "tuned_trial": tuned["trial"] if tuned is not None else None,
+            "mlflow_run_id": parent.info.run_id,
+            "tasks": results,
+        }
+        write_json(paths.baselines_file, report)
+        mlflow.log_artifact(str(paths.baselines_file))
+    print(
+        "baselines: written to reports/baselines.json; `mtlflow evaluate` compares the "
+        "multi-task model with them (Δm)"
+    )
+    return report

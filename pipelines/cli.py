@@ -15,7 +15,10 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals hold image arrays; the trace is enough
-    help="Multi-task learning pipeline: prepare -> split -> tune -> train -> evaluate -> register.",
+    help=(
+        "Multi-task learning pipeline: prepare -> split -> tune -> [baselines] -> train -> "
+        "evaluate -> register."
+    ),
 )
 
 ParamsOption = Annotated[
@@ -27,7 +30,7 @@ SetOption = Annotated[
         "--set", "-s", help="Override a param, KEY=VALUE (repeatable), e.g. train.lr=3e-4."
     ),
 ]
-STAGE_ORDER = ("prepare", "split", "tune", "train", "evaluate", "register")
+STAGE_ORDER = ("prepare", "split", "tune", "baselines", "train", "evaluate", "register")
 
 
 @app.callback()
@@ -76,6 +79,13 @@ def augment(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) 
 def tune(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
     """Search tune.search_space with Optuna (resumable); write reports/best_params.yaml."""
     _run_stages(("tune",), params, set_)
+
+
+@app.command()
+def baselines(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
+    """Train one single-task model per task (same backbone, budget, split) for Δm; needs
+    baselines.enabled (`--set baselines.enabled=true`)."""
+    _run_stages(("baselines",), params, set_)
 
 
 @app.command()

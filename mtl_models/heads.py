@@ -10,7 +10,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_models._registry import Registry
-from mtl_models.losses import corn_loss, corn_predict, corn_probabilities
+from mtl_models.losses import (
+    corn_loss,
+    corn_predict,
+    corn_probabilities,
+    sigmoid_loss,
+    softmax_loss,
+)
 from mtl_models.tasks import TaskSpec
 
 
@@ -35,6 +41,10 @@ class TaskHead(nn.Module, ABC):
             )
         else:
             self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_features, out))
+        weights = None if task.class_weights is None else torch.tensor(task.class_weights)
+        # not in the state dict: the weights live in the task spec saved beside it
+        self.class_weights: Tensor | None
+        self.register_buffer("class_weights", weights, persistent=False)
 
     @staticmethod
     @abstractmethod
@@ -62,7 +72,7 @@ class SoftmaxHead(TaskHead):
         return task.n_classes
 
     def loss(self, outputs: Tensor, target: Tensor) -> Tensor:
-        return F.cross_entropy(outputs, target.long())
+        return softmax_loss(outputs, target, self.class_weights, self.task.focal_gamma)
 
     def decode(self, outputs: Tensor) -> Decoded:
         proba = torch.softmax(outputs, dim=1)
@@ -78,7 +88,7 @@ class SigmoidHead(TaskHead):
         return 1
 
     def loss(self, outputs: Tensor, target: Tensor) -> Tensor:
-        return F.binary_cross_entropy_with_logits(outputs.squeeze(1), target)
+        return sigmoid_loss(outputs.squeeze(1), target, self.class_weights, self.task.focal_gamma)
 
     def decode(self, outputs: Tensor) -> Decoded:
         positive = torch.sigmoid(outputs.squeeze(1))
@@ -96,7 +106,7 @@ class CornHead(TaskHead):
         return task.n_classes - 1
 
     def loss(self, outputs: Tensor, target: Tensor) -> Tensor:
-        return corn_loss(outputs, target)
+        return corn_loss(outputs, target, self.class_weights, self.task.focal_gamma)
 
     def decode(self, outputs: Tensor) -> Decoded:
         return Decoded(corn_predict(outputs), corn_probabilities(outputs))

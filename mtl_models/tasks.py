@@ -41,9 +41,14 @@ class TaskSpec:
     column: str | None = None
     target_mean: float = 0.0
     target_std: float = 1.0
+    # Loss weight per class (discrete kinds; fitted on the training split) and focal exponent.
+    class_weights: tuple[float, ...] | None = None
+    focal_gamma: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", TaskKind(self.kind))
+        if self.class_weights is not None:
+            object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
         if self.column is None:
             object.__setattr__(self, "column", self.name)
         if self.kind is TaskKind.BINARY:
@@ -59,6 +64,22 @@ class TaskSpec:
             raise ValueError(f"task '{self.name}': a regression task has no n_classes")
         if not (math.isfinite(self.target_std) and self.target_std > 0):
             raise ValueError(f"task '{self.name}': target_std must be positive and finite")
+        if self.class_weights is not None:
+            if self.kind is TaskKind.REGRESSION:
+                raise ValueError(f"task '{self.name}': a regression task has no class weights")
+            if len(self.class_weights) != self.n_classes or not all(
+                math.isfinite(w) and w >= 0 for w in self.class_weights
+            ):
+                raise ValueError(
+                    f"task '{self.name}': class_weights needs {self.n_classes} values >= 0, "
+                    f"got {list(self.class_weights)}"
+                )
+        if not (math.isfinite(self.focal_gamma) and self.focal_gamma >= 0) or (
+            self.focal_gamma and self.kind is TaskKind.REGRESSION
+        ):
+            raise ValueError(
+                f"task '{self.name}': focal_gamma must be >= 0, and 0 for a regression task"
+            )
 
     @property
     def is_discrete(self) -> bool:

@@ -28,6 +28,7 @@ from mtl_models.effects import (
     expand_remap,
     task_sensitivity,
 )
+from mtl_models.losses import ClassWeighting
 from mtl_models.tasks import TaskKind, TaskSpec
 from mtl_models.weighting import WEIGHTINGS
 from pipelines.errors import ConfigError
@@ -58,6 +59,9 @@ class TaskConfig(Section):
     # a list (any amount changes the label) or {effect: largest tolerated magnitude}.
     sensitive_to: dict[str, float] = Field(default_factory=dict)
     invariant_to: list[str] = Field(default_factory=list, description="lifts kind defaults")
+    # class imbalance, per task; unset = train.class_weighting / train.focal_gamma
+    class_weighting: ClassWeighting | None = None
+    focal_gamma: float | None = Field(None, ge=0)
 
     @field_validator("sensitive_to", mode="before")
     @classmethod
@@ -80,6 +84,10 @@ class TaskConfig(Section):
             raise ValueError("a regression task takes no n_classes")
         if self.kind is TaskKind.BINARY and self.n_classes not in (None, 2):
             raise ValueError("a binary task has n_classes 2")
+        if self.kind is TaskKind.REGRESSION and (
+            self.class_weighting not in (None, "none") or self.focal_gamma
+        ):
+            raise ValueError("a regression task takes no class_weighting or focal_gamma")
         return self
 
 
@@ -171,6 +179,10 @@ class TrainConfig(Section):
     weighting: WeightingConfig = Field(
         default_factory=lambda: {"method": "equal"}, validate_default=True
     )
+    # Class imbalance within each discrete task (README "Rare classes"); a task's own
+    # class_weighting / focal_gamma wins. Regression tasks are never weighted.
+    class_weighting: ClassWeighting = "none"
+    focal_gamma: float = Field(0.0, ge=0, description="0 = plain cross-entropy")
     affinity: AffinityConfig = AffinityConfig()
 
     def weighting_kwargs(self) -> dict[str, Any]:
@@ -402,10 +414,30 @@ class Params(Section):
         return {name: t.sensitivity() for name, t in self.tasks.items()}
 
     def task_specs(self) -> list[TaskSpec]:
+        """Tasks as the model sees them (class weights are fitted later, on the train split)."""
         return [
-            TaskSpec(name=name, kind=t.kind, n_classes=t.n_classes, column=t.column)
+            TaskSpec(
+                name=name,
+                kind=t.kind,
+                n_classes=t.n_classes,
+                column=t.column,
+                focal_gamma=self.focal_gamma(name),
+            )
             for name, t in self.tasks.items()
         ]
+
+    def class_weighting(self, task: str) -> ClassWeighting:
+        """The task's class weighting: its own, else ``train.class_weighting``."""
+        t = self.tasks[task]
+        if t.kind is TaskKind.REGRESSION:
+            return "none"
+        return t.class_weighting or self.train.class_weighting
+
+    def focal_gamma(self, task: str) -> float:
+        t = self.tasks[task]
+        if t.kind is TaskKind.REGRESSION:
+            return 0.0
+        return t.focal_gamma if t.focal_gamma is not None else self.train.focal_gamma
 
 
 def set_path(raw: dict[str, Any], key: str, value: Any) -> None:

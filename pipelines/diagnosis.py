@@ -63,7 +63,9 @@ def compare_with_baselines(
                 "multi_task": mtl,
                 "single_task": st,
                 "difference": mtl - st,
-                "reason": "single-task score is not positive: no relative gain",
+                "reason": "single-task score is not positive: no relative gain"
+                if np.isfinite(st)
+                else "no score (no labelled test samples)",
             }
         else:
             multi_scores[task], single_scores[task] = mtl, st
@@ -120,7 +122,11 @@ def _share(values: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def _pct(x: float) -> str:
-    return f"{x:.0%}" if x >= 0.01 or x == 0 else "<1%"
+    if 0 < x < 0.01:
+        return "<1%"
+    if 0.99 < x < 1:
+        return ">99%"
+    return f"{x:.0%}"
 
 
 def _incoming_affinity(affinity: Mapping[str, Any] | None, task: str) -> float | None:
@@ -154,6 +160,11 @@ def find_issues(
     """Concrete suggestions, each drawn from a measurement of one task."""
     findings: list[Finding] = []
     scores = {n: float(m["score"]) for n, m in per_task.items() if np.isfinite(m["score"])}
+    learning = {
+        n
+        for n, m in per_task.items()
+        if n in scores and not m["collapsed"] and m["score"] > m["majority_baseline"]
+    }
     gains = (comparison or {}).get("tasks", {})
     lagging: list[str] = []
     for t, task in enumerate(tasks):
@@ -165,7 +176,9 @@ def find_issues(
         y, p = labels[y_present, t], predictions[y_present, t]
         train_y = train_labels[:, t][~np.isnan(train_labels[:, t])]
         metric = task.primary_metric
-        others = [s for n, s in scores.items() if n != task.name]
+        # the bar is set by the tasks that learn (every primary score is 1 when perfect); a
+        # collapsed task or one at its majority baseline would lower it and hide a laggard
+        others = [s for n, s in scores.items() if n != task.name and n in learning]
 
         if m["collapsed"] and task.is_discrete:
             assert task.n_classes is not None
@@ -176,6 +189,11 @@ def find_issues(
                 f"samples, while its most common label covers only "
                 f"{_pct(_share(y, task.n_classes).max())}."
             )
+            if task.class_weights is None:
+                text += (
+                    f" Weight its classes by their rarity: `tasks.{task.name}.class_weighting: "
+                    "balanced` (or `effective_number`; `train.class_weighting` sets every task)."
+                )
             if task.kind is TaskKind.CLASSIFICATION and task.n_classes >= 3:
                 text += (
                     " If its classes are ordered levels, declare `kind: ordinal`: the CORN head "
@@ -231,8 +249,14 @@ def find_issues(
                     Finding(
                         task.name,
                         f"never predicts its rare class{'es' if len(missed) > 1 else ''} "
-                        f"{shown}: weight rare classes up in its loss, or collect more "
-                        "samples of them.",
+                        f"{shown}: "
+                        + (
+                            f"weight classes by rarity (`tasks.{task.name}.class_weighting: "
+                            "balanced`), "
+                            if task.class_weights is None
+                            else "its classes are weighted already: try `focal_gamma: 2`, "
+                        )
+                        + "or collect more samples of them.",
                     )
                 )
 
@@ -322,6 +346,8 @@ def _task_section(
         columns = (("labels, train", train_y), ("labels, test", y), ("predictions, test", p))
         rows = [
             [name, *(f"{q:.4g}" for q in (v.mean(), v.std(), *np.percentile(v, [5, 50, 95])))]
+            if len(v)
+            else [name, *["n/a"] * 5]
             for name, v in columns
         ]
         lines += _md_table(["", "mean", "std", "p5", "median", "p95"], rows)
@@ -360,6 +386,8 @@ def diagnosis_markdown(
     for task in tasks:
         m = per_task[task.name]
         gain = gains.get(task.name)
+        excluded = comparison.get("excluded", {}).get(task.name)
+        single = gain or excluded
         rows.append(
             [
                 task.name,
@@ -368,8 +396,8 @@ def diagnosis_markdown(
                 _fmt(float(m["score"])),
                 _fmt(float(m["majority_baseline"])),
                 _fmt(bool(m["collapsed"])),
-                _fmt(gain["single_task"]) if gain else "",
-                f"{gain['gain']:+.1%}" if gain else "",
+                _fmt(single["single_task"]) if single else "",
+                f"{gain['gain']:+.1%}" if gain else "n/a" if excluded else "",
             ]
         )
     lines += _md_table(
@@ -396,7 +424,11 @@ def diagnosis_markdown(
     else:
         lines.append(
             "None: every task beats its majority baseline, none collapsed, none lags the others"
-            + (" or loses to its single-task model." if gains else ".")
+            + (
+                f" or loses more than {-NEGATIVE_TRANSFER:.0%} to its single-task model."
+                if gains
+                else "."
+            )
         )
     lines += ["", "## Per task"]
     for t, task in enumerate(tasks):

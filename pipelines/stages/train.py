@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import mlflow
@@ -13,6 +13,7 @@ import torch
 from mtl_models.affinity import mean_affinity, suggest_groups
 from mtl_models.augmentation import ResolvedPolicy
 from mtl_models.data import MultiTaskImageDataset, make_loader
+from mtl_models.losses import ClassWeighting, class_weights
 from mtl_models.metrics import majority_labels
 from mtl_models.model import ModelSpec, MultiTaskModel, build_model, save_checkpoint
 from mtl_models.tasks import TaskSpec
@@ -33,14 +34,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fit_task_specs(tasks: list[TaskSpec], train_labels: np.ndarray) -> list[TaskSpec]:
-    """Regression targets are standardised with statistics of the training split only."""
+def fit_task_specs(
+    tasks: list[TaskSpec],
+    train_labels: np.ndarray,
+    class_weighting: Mapping[str, ClassWeighting] | None = None,
+) -> list[TaskSpec]:
+    """What the losses learn from the training split only: regression targets' mean and
+    spread (for standardising), and each discrete task's class weights."""
     fitted = []
     for t, task in enumerate(tasks):
+        values = train_labels[:, t][~np.isnan(train_labels[:, t])]
         if not task.is_discrete:
-            values = train_labels[:, t][~np.isnan(train_labels[:, t])]
             std = float(values.std()) if len(values) > 1 else 1.0
             task = replace(task, target_mean=float(values.mean()), target_std=std or 1.0)
+        else:
+            method = (class_weighting or {}).get(task.name, "none")
+            assert task.n_classes is not None
+            task = replace(task, class_weights=class_weights(values, task.n_classes, method))
         fitted.append(task)
     return fitted
 
@@ -82,7 +92,8 @@ def fit(
     cfg = params.train
     (train_images, train_labels), (val_images, val_labels) = train_data, val_data
     seed_everything(cfg.seed)
-    tasks = fit_task_specs(params.task_specs(), train_labels)
+    per_class = {name: params.class_weighting(name) for name in params.tasks}
+    tasks = fit_task_specs(params.task_specs(), train_labels, per_class)
     spec = model_spec(
         params, tasks, image_size=train_images.shape[1], channels=train_images.shape[3]
     )

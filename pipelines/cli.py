@@ -143,6 +143,27 @@ def summary(params: ParamsOption = Path("params.yaml")) -> None:
         print(f"  then browse {tracking.run_url(cfg, run_info['run_id'])}")
 
 
+@app.command()
+def deploy(
+    name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--name",
+            "-n",
+            help="Deployment to apply, FLOW/NAME (repeatable); default: all in prefect.yaml.",
+        ),
+    ] = None,
+) -> None:
+    """Create the Prefect work pool and apply prefect.yaml's deployments (needs a server)."""
+    from pipelines.deploy import deploy_project
+
+    try:
+        deploy_project(Path.cwd(), name or [])
+    except MtlflowError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+
+
 def main() -> None:
     app()
 

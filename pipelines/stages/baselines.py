@@ -89,7 +89,11 @@ def baselines(params: Params, paths: ProjectPaths) -> dict[str, Any]:
                 f"{single.train.epochs} epochs{without}"
             )
             start = time.perf_counter()
-            with mlflow.start_run(run_name=f"baseline-{task.name}", nested=True) as run:
+            with mlflow.start_run(
+                run_name=f"baseline-{task.name}",
+                nested=True,
+                experiment_id=parent.info.experiment_id,  # not whatever experiment is active
+            ) as run:
                 mlflow.set_tags({"mtlflow.stage": "baseline", "mtlflow.task": task.name})
                 mlflow.log_params(tracking.flatten(params_dict(single)))
                 fitted = fit(

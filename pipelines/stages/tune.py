@@ -195,7 +195,13 @@ class Objective:
         callbacks: list[Callback] = [tracking.MlflowEpochLogger()]
         if not self.multi:  # Optuna prunes single-objective studies only
             callbacks.append(PruneOnScore(trial))
-        run = mlflow.start_run(run_name=f"trial-{trial.number}", nested=True)
+        parent = mlflow.active_run()
+        run = mlflow.start_run(
+            run_name=f"trial-{trial.number}",
+            nested=True,
+            # the parent's experiment, not whatever experiment is active in this process
+            experiment_id=parent.info.experiment_id if parent else None,
+        )
         trial.set_user_attr("mlflow_run_id", run.info.run_id)
         state, status = "FAIL", "FAILED"
         try:

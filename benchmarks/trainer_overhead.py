@@ -1,0 +1,147 @@
+"""Training throughput of mtlflow's Trainer against a minimal hand-written PyTorch loop.
+
+Same model (params.yaml with reports/best_params.yaml applied, as `mtlflow train` builds it),
+same train split, batch size, optimiser, seed and device, no augmentation on either side.
+In one process, alternating the two so machine noise hits both alike:
+
+- bare loop: forward, the sum of the task losses, backward, AdamW step. Nothing else.
+- Trainer, training epochs alone (`Trainer.train_epoch`, `equal` weighting, statistics kept
+  on the device).
+- the bare loop plus a forward pass over the validation split each epoch, which fit does;
+- Trainer.fit with MLflow logging on (a run in a temporary SQLite store, MlflowEpochLogger),
+  which also scores the validation split every epoch: its samples/s counts train samples
+  over the whole wall time.
+
+Run from a project with its splits (`dvc repro` or `mtlflow prepare && mtlflow split`):
+
+    python benchmarks/trainer_overhead.py                 # 3 epochs, 2 repeats
+    python benchmarks/trainer_overhead.py --epochs 5 --repeats 3 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import torch
+
+from mtl_models.data import MultiTaskImageDataset, make_loader
+from mtl_models.metrics import majority_labels
+from mtl_models.model import build_model
+from mtl_models.training import Trainer, resolve_device
+from mtl_models.weighting import build_weighting
+from pipelines import runtime
+from pipelines.best_params import apply_best_params
+from pipelines.config import load_params
+from pipelines.files import ProjectPaths
+from pipelines.stages.split import load_split
+from pipelines.stages.train import fit_task_specs, model_spec, seed_everything
+from pipelines.tracking import MlflowEpochLogger
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    runtime.keep_freed_memory()
+    paths = ProjectPaths(Path.cwd())
+    params, _ = apply_best_params(load_params(paths.root / "params.yaml"), paths)
+    cfg = params.train
+    tasks = params.task_specs()
+    images, labels = load_split(paths, "train", tasks)
+    val_images, val_labels = load_split(paths, "val", tasks)
+    fitted_tasks = fit_task_specs(tasks, labels)
+    spec = model_spec(params, fitted_tasks, image_size=images.shape[1], channels=images.shape[3])
+    device = resolve_device(args.device)
+
+    def loader():  # a fresh, identically seeded loader for every measurement
+        return make_loader(
+            MultiTaskImageDataset(images, labels), cfg.batch_size, shuffle=True, seed=cfg.seed
+        )
+
+    val_loader = make_loader(MultiTaskImageDataset(val_images, val_labels), 256, shuffle=False)
+
+    def bare(validate: bool = False) -> float:
+        seed_everything(cfg.seed)
+        model = build_model(spec).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        batches = loader()
+        start = time.perf_counter()
+        for _ in range(args.epochs):
+            model.train()
+            for x, y in batches:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                loss = torch.stack(model.task_loss_terms(model(x), y)).sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            if validate:  # what fit adds per epoch: a forward pass over the validation split
+                model.eval()
+                with torch.no_grad():
+                    for x, _ in val_loader:
+                        model(x.to(device, non_blocking=True))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    def trainer(callbacks=()) -> Trainer:
+        seed_everything(cfg.seed)
+        return Trainer(
+            build_model(spec),
+            build_weighting("equal", [t.name for t in tasks]),
+            epochs=args.epochs,
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            device=device,
+            majority=majority_labels(labels, tasks),
+            callbacks=callbacks,
+        )
+
+    def trainer_epochs() -> float:
+        t, batches = trainer(), loader()
+        start = time.perf_counter()
+        for _ in range(args.epochs):
+            t.train_epoch(batches)
+        return time.perf_counter() - start
+
+    def trainer_fit_logged() -> float:
+        with tempfile.TemporaryDirectory() as store:
+            mlflow.set_tracking_uri(f"sqlite:///{Path(store) / 'mlflow.db'}")
+            experiment = mlflow.set_experiment("trainer-overhead")
+            with mlflow.start_run(experiment_id=experiment.experiment_id):
+                t, batches = trainer([MlflowEpochLogger()]), loader()
+                start = time.perf_counter()
+                t.fit(batches, val_loader)
+                return time.perf_counter() - start
+
+    runs = {
+        "bare loop": bare,
+        "Trainer epochs": trainer_epochs,
+        "bare loop + validation pass": lambda: bare(validate=True),
+        "Trainer.fit + MLflow": trainer_fit_logged,
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    bare()  # warm-up: allocator, kernels, first-touch of the arrays
+    for _ in range(args.repeats):
+        for name, run in runs.items():
+            times[name].append(run())
+    n = len(images) * args.epochs
+    base = statistics.median(times["bare loop"])
+    print(
+        f"\n{len(images)} train samples x {args.epochs} epochs, batch {cfg.batch_size}, "
+        f"device {device}, torch threads {torch.get_num_threads()}, median of {args.repeats}"
+    )
+    print("| loop | samples/s | ratio to bare loop |\n|---|---:|---:|")
+    for name, values in times.items():
+        seconds = statistics.median(values)
+        print(f"| {name} | {n / seconds:.0f} | {base / seconds:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

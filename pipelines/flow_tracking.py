@@ -103,24 +103,19 @@ def flow_run_in_mlflow(
 
 
 @contextmanager
-def project_run(run_id: str, experiment_id: str) -> Iterator[None]:
+def project_run(run_id: str) -> Iterator[None]:
     """Stages see ``run_id`` as the project's run, as under ``mlflow run`` (which sets
-    ``MLFLOW_RUN_ID`` and ``MLFLOW_EXPERIMENT_ID``): ``train`` logs into it, ``tune`` nests
-    under it, and tuning trials (nested runs started without an experiment) land in its
-    experiment. The variables are restored afterwards."""
-    import mlflow
-
-    previous = {var: os.environ.get(var) for var in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID")}
-    mlflow.set_experiment(experiment_id=experiment_id)  # also the process's active experiment
+    ``MLFLOW_RUN_ID``): ``train`` logs into it, and ``tune`` and ``baselines`` nest their runs
+    (and those their trials) under it, in its experiment. The variable is restored afterwards."""
+    previous = os.environ.get("MLFLOW_RUN_ID")
     os.environ["MLFLOW_RUN_ID"] = run_id
     try:
         yield
     finally:
-        for var, value in previous.items():
-            if value is None:
-                os.environ.pop(var, None)
-            else:
-                os.environ[var] = value
+        if previous is None:
+            os.environ.pop("MLFLOW_RUN_ID", None)
+        else:
+            os.environ["MLFLOW_RUN_ID"] = previous
 
 
 def model_version_url(name: str, version: int | str, ui: str) -> str:

@@ -53,13 +53,12 @@ class FlowContext:
     params: Params
     paths: ProjectPaths
     mlflow_run_id: str
-    mlflow_experiment_id: str
 
     def project_run(self) -> AbstractContextManager[None]:
         """The flow's MLflow run as the stages' project run (see ``flow_tracking``)."""
         from pipelines.flow_tracking import project_run
 
-        return project_run(self.mlflow_run_id, self.mlflow_experiment_id)
+        return project_run(self.mlflow_run_id)
 
 
 def override_strings(overrides: Mapping[str, Any]) -> list[str]:
@@ -229,7 +228,7 @@ def _run(
     with flow_run_in_mlflow(params, root, f"{flow_name}/{flow_run.name}", tags) as run:
         run_id = run.info.run_id
         summary["mlflow_run_id"] = run_id
-        ctx = FlowContext(params, ProjectPaths(root), run_id, run.info.experiment_id)
+        ctx = FlowContext(params, ProjectPaths(root), run_id)
         if "tune" in steps:
             tuned = tune_stage(quote(ctx))
             summary["best_trial"] = tuned.get("trial")

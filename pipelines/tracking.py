@@ -135,6 +135,17 @@ def log_split_dataset(csv: Path, context: str) -> None:
         mlflow.log_input(dataset, context=context)
 
 
+def task_metric_values(prefix: str, per_task: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """``{"<prefix>/<task>/<metric>": value}`` for MLflow: the numeric metrics of each task,
+    without its sample count ``n`` and without NaN (a task with no labelled samples)."""
+    return {
+        f"{prefix}/{task}/{name}": float(value)
+        for task, values in per_task.items()
+        for name, value in values.items()
+        if isinstance(value, (int, float)) and name != "n" and not math.isnan(value)
+    }
+
+
 def run_url(params: Params, run_id: str, host: str = "http://127.0.0.1:5000") -> str:
     run = mlflow.get_run(run_id)
     return f"{host}/#/experiments/{run.info.experiment_id}/runs/{run_id}"

@@ -12,14 +12,12 @@ from typing import Any
 import mlflow
 import numpy as np
 
-from mtl_models.data import MultiTaskImageDataset, make_loader
-from mtl_models.metrics import majority_labels
-from mtl_models.training import predict, score_predictions
 from pipelines import tracking
 from pipelines.best_params import apply_best_params
 from pipelines.config import Params, params_dict, parse_params
 from pipelines.files import ProjectPaths, write_json
 from pipelines.stages.augment import resolve_augmentation
+from pipelines.stages.evaluate import score_split
 from pipelines.stages.split import load_split, split_digest
 from pipelines.stages.train import fit
 
@@ -69,14 +67,14 @@ def baselines(params: Params, paths: ProjectPaths) -> dict[str, Any]:
         name: resolve_augmentation(p, image_size=train_images.shape[1])
         for name, p in singles.items()
     }
-    test_loader_args = {"batch_size": 256, "shuffle": False}
     shared_excluded = {
         d.name for d in resolve_augmentation(params, image_size=train_images.shape[1]).excluded
     }
 
+    digest = split_digest(paths)
     results: dict[str, dict[str, Any]] = {}
     with tracking.training_run(params, paths.root, run_name="baselines", join=False) as parent:
-        mlflow.set_tags({"mtlflow.stage": "baselines", "data.split_sha256": split_digest(paths)})
+        mlflow.set_tags({"mtlflow.stage": "baselines", "data.split_sha256": digest})
         if tuned is not None:
             mlflow.set_tags({"optuna.study": tuned["study"], "optuna.trial": tuned["trial"]})
         for t, task in enumerate(tasks):
@@ -103,21 +101,16 @@ def baselines(params: Params, paths: ProjectPaths) -> dict[str, Any]:
                     policy,
                     callbacks=[tracking.EpochPrinter(), tracking.MlflowEpochLogger()],
                 )
-                loader = make_loader(
-                    MultiTaskImageDataset(test_images, test_labels[:, column]), **test_loader_args
-                )
-                scored = score_predictions(
+                _, per_task = score_split(
                     fitted.model,
-                    predict(fitted.model, loader, fitted.device),
-                    majority_labels(train_labels[:, column], fitted.tasks),
-                )[task.name]
-                test = {
-                    f"test/{task.name}/{name}": float(value)
-                    for name, value in scored.items()
-                    if isinstance(value, (int, float)) and name != "n" and np.isfinite(value)
-                }
+                    test_images,
+                    test_labels[:, column],
+                    train_labels[:, column],
+                    fitted.tasks,
+                )
+                scored = per_task[task.name]
                 mlflow.log_metrics(
-                    test
+                    tracking.task_metric_values("test", per_task)
                     | {
                         "best_epoch": fitted.result.best_epoch,
                         "best_val_score": fitted.result.best_score,
@@ -143,7 +136,7 @@ def baselines(params: Params, paths: ProjectPaths) -> dict[str, Any]:
         )
         report = {
             "enabled": True,
-            "split_sha256": split_digest(paths),
+            "split_sha256": digest,
             "epochs": params.train.epochs,
             "tuned_trial": tuned["trial"] if tuned is not None else None,
             "mlflow_run_id": parent.info.run_id,

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 
 from mtl_models.data import MultiTaskImageDataset, make_loader
 from mtl_models.metrics import majority_labels, summarize
-from mtl_models.model import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
-from mtl_models.training import predict, score_predictions
+from mtl_models.model import SPEC_FILE, WEIGHTS_FILE, MultiTaskModel, load_checkpoint
+from mtl_models.tasks import TaskSpec
+from mtl_models.training import Predictions, predict, score_predictions
 from pipelines import plots, tracking
 from pipelines.config import Params
 from pipelines.diagnosis import compare_with_baselines, diagnosis_markdown, format_gains
@@ -49,6 +50,20 @@ def format_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def score_split(
+    model: MultiTaskModel,
+    images: np.ndarray,
+    labels: np.ndarray,
+    train_labels: np.ndarray,
+    tasks: list[TaskSpec],
+) -> tuple[Predictions, dict[str, dict[str, Any]]]:
+    """Predict a split and score each task against its majority baseline (the training
+    split's mode or mean)."""
+    loader = make_loader(MultiTaskImageDataset(images, labels), 256, shuffle=False)
+    result = predict(model, loader, next(model.parameters()).device)
+    return result, score_predictions(model, result, majority_labels(train_labels, tasks))
+
+
 def _optional_report(path: Path) -> dict[str, Any] | None:
     """A report another stage may or may not have written (affinity, baselines)."""
     return json.loads(path.read_text()) if path.is_file() else None
@@ -62,9 +77,7 @@ def evaluate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     tasks = list(spec.tasks)
     _, train_labels = load_split(paths, "train", tasks)
     test_images, test_labels = load_split(paths, "test", tasks)
-    loader = make_loader(MultiTaskImageDataset(test_images, test_labels), 256, shuffle=False)
-    result = predict(model, loader, next(model.parameters()).device)
-    per_task = score_predictions(model, result, majority_labels(train_labels, tasks))
+    result, per_task = score_split(model, test_images, test_labels, train_labels, tasks)
     comparison = compare_with_baselines(
         per_task, _optional_report(paths.baselines_file), split_digest(paths)
     )
@@ -88,10 +101,7 @@ def evaluate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
 
     with tracking.resumed_run(params, run_info["run_id"]):
         flat = {"test/score": metrics["summary"]["mean_score"]}
-        for task, values in per_task.items():
-            for name, value in values.items():
-                if isinstance(value, (int, float)) and name != "n" and not math.isnan(value):
-                    flat[f"test/{task}/{name}"] = float(value)
+        flat |= tracking.task_metric_values("test", per_task)
         if "delta_m" in comparison:
             flat["test/delta_m"] = comparison["delta_m"]
             for task, row in comparison["tasks"].items():

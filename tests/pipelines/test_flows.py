@@ -165,6 +165,7 @@ def test_the_split_is_the_one_dvc_repro_makes_and_every_mlflow_run_records_it(pi
     assert tune.data.tags["mlflow.parentRunId"] == root.info.run_id
     assert trial.data.tags["mlflow.parentRunId"] == tune.info.run_id
     for tagged in runs.values():
+        assert tagged.info.experiment_id == root.info.experiment_id  # trials included
         assert tagged.data.tags["dvc.splits.md5"] == md5
         assert tagged.data.tags["dvc.raw.md5"] == locked_md5(project, "prepare")
     assert root.data.tags["data.split_sha256"] == split_digest(ProjectPaths(project))
@@ -219,8 +220,7 @@ def test_register_never_registers_the_flow_runs_model_twice(pipeline):
     client = mlflow_client(project)
     with inside(project):
         params = load_params(Path("params.yaml"))
-        experiment = client.get_run(run_id).info.experiment_id
-        ctx = FlowContext(params, ProjectPaths(project), run_id, experiment)
+        ctx = FlowContext(params, ProjectPaths(project), run_id)
         with pytest.raises(MtlflowError, match="version 1 is already registered from MLflow run"):
             register_stage.fn(ctx)
     assert len(client.search_model_versions(f"name = '{MODEL}' and run_id = '{run_id}'")) == 1

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mtl_models.data import Inputs
 from mtl_models.model import MultiTaskModel
 
 
-def lookahead_affinity(model: MultiTaskModel, images: Tensor, labels: Tensor, lr: float) -> Tensor:
+def lookahead_affinity(model: MultiTaskModel, images: Inputs, labels: Tensor, lr: float) -> Tensor:
     """``[T, T]`` affinity on one batch; NaN where a task has no labelled sample in it.
 
     The forward passes run in eval mode, so dropout noise does not swamp the small change a

@@ -1,15 +1,17 @@
-"""In-memory datasets of images and multi-task labels, and the uint8 -> tensor conversion."""
+"""In-memory datasets of inputs and multi-task labels, batching schedules, and the
+uint8 image -> tensor conversion."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 Transform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+Inputs = Tensor | dict[str, Tensor]  # one input's batch, or several by name
 
 
 def images_to_tensor(images: np.ndarray) -> Tensor:
@@ -17,36 +19,6 @@ def images_to_tensor(images: np.ndarray) -> Tensor:
     if images.ndim != 4 or images.dtype != np.uint8:
         raise ValueError(f"expected uint8 images [N, H, W, C], got {images.dtype} {images.shape}")
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
-
-
-class MultiTaskImageDataset(Dataset[tuple[Tensor, Tensor]]):
-    """uint8 images ``[N, H, W, C]`` with float labels ``[N, T]`` (NaN = missing).
-
-    ``transform(image, labels)`` may change both, so a transform that moves a label (a flip
-    that swaps left and right regions) can remap it.
-    """
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Transform | None = None):
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} label rows")
-        self.images = images
-        self.labels = labels.astype(np.float32)
-        self.transform = transform
-        self._tensors = (
-            None if transform else (images_to_tensor(images), torch.from_numpy(self.labels))
-        )
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        if self._tensors is not None:
-            return self._tensors[0][index], self._tensors[1][index]
-        assert self.transform is not None
-        image, labels = self.transform(self.images[index], self.labels[index])
-        return images_to_tensor(image[None])[0], torch.from_numpy(
-            np.ascontiguousarray(labels, np.float32)
-        )
 
 
 def _reseed_worker_transform(worker_id: int) -> None:
@@ -63,7 +35,7 @@ def _reseed_worker_transform(worker_id: int) -> None:
 
 
 def make_loader(
-    dataset: MultiTaskImageDataset,
+    dataset: Dataset,
     batch_size: int,
     *,
     shuffle: bool,
@@ -81,3 +53,154 @@ def make_loader(
         worker_init_fn=_reseed_worker_transform if num_workers else None,
         persistent_workers=num_workers > 0,
     )
+
+
+def to_tensor(array: np.ndarray) -> Tensor:
+    """uint8 images ``[N, H, W, C]`` -> float ``[N, C, H, W]`` in [0, 1]; any other input
+    (encoded signals, features) -> float32 as it is."""
+    if array.dtype == np.uint8:
+        return images_to_tensor(array)
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def batch_inputs(arrays: Mapping[str, np.ndarray]) -> Inputs:
+    """A batch for the model: the tensor of a lone input, else a dict of tensors by name."""
+    tensors = {name: to_tensor(a) for name, a in arrays.items()}
+    return next(iter(tensors.values())) if len(tensors) == 1 else tensors
+
+
+def to_device(inputs: Inputs, device: torch.device) -> Inputs:
+    if isinstance(inputs, Tensor):
+        return inputs.to(device, non_blocking=True)
+    return {name: t.to(device, non_blocking=True) for name, t in inputs.items()}
+
+
+def head_of(inputs: Inputs, n: int | None) -> Inputs:
+    """The first ``n`` samples of a batch (all for None)."""
+    if isinstance(inputs, Tensor):
+        return inputs[:n]
+    return {name: t[:n] for name, t in inputs.items()}
+
+
+class MultiTaskDataset(Dataset[tuple[Inputs, Tensor]]):
+    """Named input arrays (uint8 images ``[N, H, W, C]``, float signals and features) with
+    float labels ``[N, T]`` (NaN = missing).
+
+    ``transform(image, labels)`` augments the image input ``image_input`` and may change
+    the labels too, so a transform that moves a label (a flip that swaps left and right
+    regions) can remap it. An index ``(row, task)`` keeps only that task's label: the
+    alternating schedule trains one task per batch.
+    """
+
+    def __init__(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        labels: np.ndarray,
+        transform: Transform | None = None,
+        image_input: str | None = None,
+    ):
+        counts = {name: len(a) for name, a in inputs.items()}
+        if not inputs or any(n != len(labels) for n in counts.values()):
+            raise ValueError(f"input sample counts {counts} but {len(labels)} label rows")
+        if transform is not None and image_input not in inputs:
+            raise ValueError(f"a transform needs an image input; inputs are {sorted(inputs)}")
+        self.inputs = dict(inputs)
+        self.labels = labels.astype(np.float32)
+        self.transform = transform
+        self.image_input = image_input
+        # without a transform every sample is fixed: convert once, index tensors
+        self._tensors = (
+            None
+            if transform
+            else ({n: to_tensor(a) for n, a in self.inputs.items()}, torch.from_numpy(self.labels))
+        )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _sample(self, row: int) -> tuple[Inputs, Tensor]:
+        if self._tensors is not None:
+            tensors, labels = self._tensors
+            named = {n: t[row] for n, t in tensors.items()}
+            inputs: Inputs = next(iter(named.values())) if len(named) == 1 else named
+            return inputs, labels[row]
+        assert self.transform is not None and self.image_input is not None
+        arrays = {n: a[row : row + 1] for n, a in self.inputs.items()}
+        image, label_row = self.transform(self.inputs[self.image_input][row], self.labels[row])
+        arrays[self.image_input] = image[None]
+        batch = batch_inputs(arrays)
+        one = batch[0] if isinstance(batch, Tensor) else {n: t[0] for n, t in batch.items()}
+        return one, torch.from_numpy(np.ascontiguousarray(label_row, np.float32))
+
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[Inputs, Tensor]:
+        if isinstance(index, tuple):
+            row, task = index
+            inputs, labels = self._sample(row)
+            only = torch.full_like(labels, float("nan"))
+            only[task] = labels[task]
+            return inputs, only
+        return self._sample(index)
+
+
+class AlternatingTaskBatches(Sampler[list[tuple[int, int]]]):
+    """Batches that each train one task, on rows labelled for it, tasks taking turns.
+
+    An epoch is as many rounds as the task with the most labelled rows needs; a task with
+    fewer rows starts a fresh shuffle of its rows when it runs out, so every task gets one
+    batch per round. Indices are ``(row, task)`` (see :class:`MultiTaskDataset`).
+    """
+
+    def __init__(self, labels: np.ndarray, batch_size: int, seed: int = 0):
+        self.rows = [np.flatnonzero(~np.isnan(labels[:, t])) for t in range(labels.shape[1])]
+        empty = [t for t, rows in enumerate(self.rows) if len(rows) == 0]
+        if empty:
+            raise ValueError(f"task column(s) {empty} have no labelled rows to alternate over")
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(seed)
+        self.rounds = max(-(-len(rows) // batch_size) for rows in self.rows)
+
+    def __len__(self) -> int:
+        return self.rounds * len(self.rows)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        queues: list[list[int]] = [[] for _ in self.rows]
+        for _ in range(self.rounds):
+            for task, rows in enumerate(self.rows):
+                queue = queues[task]
+                while len(queue) < min(self.batch_size, len(rows)):
+                    queue.extend(self.rng.permutation(rows).tolist())
+                batch, queues[task] = queue[: self.batch_size], queue[self.batch_size :]
+                yield [(row, task) for row in batch]
+
+
+def make_schedule_loader(
+    dataset: MultiTaskDataset,
+    batch_size: int,
+    *,
+    schedule: str,
+    seed: int = 0,
+    num_workers: int = 0,
+) -> DataLoader[tuple[Inputs, Tensor]]:
+    """The training loader for a schedule: ``joint`` batches use every labelled row of every
+    task at once; ``alternating`` batches train one task each, in turn."""
+    if schedule == "joint":
+        return make_loader(dataset, batch_size, shuffle=True, seed=seed, num_workers=num_workers)
+    if schedule != "alternating":
+        raise ValueError(f"unknown schedule '{schedule}'; available: joint, alternating")
+    return DataLoader(
+        dataset,
+        batch_sampler=AlternatingTaskBatches(dataset.labels, batch_size, seed),
+        num_workers=num_workers,
+        worker_init_fn=_reseed_worker_transform if num_workers else None,
+        persistent_workers=num_workers > 0,
+    )
+
+
+class MultiTaskImageDataset(MultiTaskDataset):
+    """One image input: uint8 images ``[N, H, W, C]`` with labels ``[N, T]``."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Transform | None = None):
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} label rows")
+        super().__init__({"image": images}, labels, transform, image_input="image")
+        self.images = images

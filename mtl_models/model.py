@@ -10,9 +10,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtl_models.backbones import BACKBONES, Backbone
+from mtl_models.backbones import BACKBONES, Backbone, Fusion
 from mtl_models.heads import Decoded, TaskHead, build_head
+from mtl_models.inputs import ImageInput, InputSpec, input_from_dict, input_to_dict
 from mtl_models.tasks import TaskSpec
+
+# The backbone that reads one input of each kind (``backbone: auto``), and how it is told
+# the input's size.
+KIND_BACKBONES = {"image": "cnn", "signal": "cnn1d", "features": "mlp"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,11 @@ class ModelSpec:
     dropout: float = 0.0
     image_size: int = 64
     channels: int = 1
+    # What a sample is made of; empty = one image input of image_size and channels.
+    inputs: tuple[InputSpec, ...] = ()
+
+    def input_specs(self) -> tuple[InputSpec, ...]:
+        return self.inputs or (ImageInput("image", self.image_size, self.channels),)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -38,17 +48,21 @@ class ModelSpec:
             "dropout": self.dropout,
             "image_size": self.image_size,
             "channels": self.channels,
+            "inputs": [input_to_dict(i) for i in self.inputs],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         data = dict(data)
         data["tasks"] = tuple(TaskSpec.from_dict(t) for t in data["tasks"])
+        data["inputs"] = tuple(input_from_dict(i) for i in data.get("inputs", ()))
         return cls(**data)
 
 
 class MultiTaskModel(nn.Module):
-    """Images ``[B, C, H, W]`` in [0, 1] -> raw outputs per task.
+    """One batch of inputs -> raw outputs per task. The batch is a tensor for one input
+    (images ``[B, C, H, W]`` in [0, 1], signals ``[B, C, L]``, features ``[B, F]``) or a
+    dict of them by input name for several (a fusion backbone).
 
     The first ``shared_depth`` backbone blocks are shared by all tasks (the split point); each
     task gets its own copy of the remaining blocks, then its head.
@@ -89,13 +103,15 @@ class MultiTaskModel(nn.Module):
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
 
-    def forward(self, images: Tensor) -> dict[str, Tensor]:
-        return self.forward_with_features(images)[0]
+    def forward(self, inputs: Tensor | dict[str, Tensor]) -> dict[str, Tensor]:
+        return self.forward_with_features(inputs)[0]
 
-    def forward_with_features(self, images: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    def forward_with_features(
+        self, inputs: Tensor | dict[str, Tensor]
+    ) -> tuple[dict[str, Tensor], Tensor]:
         """Outputs per task and the last representation all tasks share (for methods that
         need per-task gradients of the shared parameters)."""
-        shared = self.trunk(images)
+        shared = self.trunk(inputs)
         if self.branches is None:
             features = self.pool(shared)  # computed once, read by every head
             return {name: head(features) for name, head in self.heads.items()}, features
@@ -143,9 +159,44 @@ class MultiTaskModel(nn.Module):
         return {name: self.head(name).decode(out) for name, out in outputs.items()}
 
 
+def _input_size(spec: InputSpec) -> dict[str, int]:
+    if spec.kind == "features":
+        return {"in_features": spec.shape[0]}
+    return {"in_channels": spec.shape[0] if spec.kind == "signal" else spec.shape[-1]}
+
+
+def _reader(name: str, spec: InputSpec, args: dict[str, Any]) -> Backbone:
+    """The backbone ``name`` (``auto``: the one for the input's kind) sized for one input."""
+    name = KIND_BACKBONES[spec.kind] if name == "auto" else name
+    if name != KIND_BACKBONES[spec.kind]:
+        raise ValueError(
+            f"backbone '{name}' cannot read input '{spec.name}' ({spec.kind}); "
+            f"use '{KIND_BACKBONES[spec.kind]}' or 'auto'"
+        )
+    return BACKBONES.get(name)(**_input_size(spec), **args)  # type: ignore[call-arg]
+
+
+# Encoders inside a fusion: shallow, as each input is one of several clues.
+FUSION_ENCODER_DEPTH = {"image": 3, "signal": 3, "features": 1}
+
+
+def build_backbone(spec: ModelSpec) -> Backbone:
+    inputs = spec.input_specs()
+    if len(inputs) == 1 and spec.backbone != "fusion":
+        return _reader(spec.backbone, inputs[0], dict(spec.backbone_args))
+    if spec.backbone not in ("auto", "fusion"):
+        names = [i.name for i in inputs]
+        raise ValueError(f"inputs {names} need backbone 'fusion' or 'auto', not '{spec.backbone}'")
+    width = spec.backbone_args.get("width", 32)
+    encoders = {
+        i.name: _reader("auto", i, {"width": width, "depth": FUSION_ENCODER_DEPTH[i.kind]})
+        for i in inputs
+    }
+    return Fusion(encoders, **spec.backbone_args)
+
+
 def build_model(spec: ModelSpec) -> MultiTaskModel:
-    backbone_cls = BACKBONES.get(spec.backbone)
-    backbone = backbone_cls(in_channels=spec.channels, **spec.backbone_args)  # type: ignore[call-arg]
+    backbone = build_backbone(spec)
     return MultiTaskModel(
         spec.tasks,
         backbone,

@@ -44,9 +44,20 @@ class TaskSpec:
     # Loss weight per class (discrete kinds; fitted on the training split) and focal exponent.
     class_weights: tuple[float, ...] | None = None
     focal_gamma: float = 0.0
+    # class names by index, when labels are written as names (served predictions use them)
+    classes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", TaskKind(self.kind))
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+            if self.kind is TaskKind.REGRESSION or len(self.classes) != (
+                self.n_classes or len(self.classes)
+            ):
+                raise ValueError(
+                    f"task '{self.name}': classes {list(self.classes)} do not match "
+                    f"a {self.kind.value} task with n_classes {self.n_classes}"
+                )
         if self.class_weights is not None:
             object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
         if self.column is None:
@@ -101,6 +112,8 @@ class TaskSpec:
 
     def expected_labels(self) -> str:
         """Human-readable description of a valid label, for error messages."""
+        if self.classes is not None:
+            return f"one of {list(self.classes)} or empty"
         if self.is_discrete:
             return f"an integer 0..{self.n_classes - 1} or empty"  # type: ignore[operator]
         return "a finite number or empty"

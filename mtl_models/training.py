@@ -15,11 +15,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from mtl_models.affinity import lookahead_affinity
+from mtl_models.data import Inputs, head_of, to_device
 from mtl_models.metrics import summarize, task_metrics
 from mtl_models.model import MultiTaskModel
 from mtl_models.weighting import Weighting
 
-Batch = tuple[Tensor, Tensor]
+Batch = tuple[Inputs, Tensor]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -42,8 +43,8 @@ class Predictions:
 def predict(model: MultiTaskModel, loader: Iterable[Batch], device: torch.device) -> Predictions:
     model.eval()
     labels, preds, probas = [], [], {name: [] for name in model.task_names}
-    for images, batch_labels in loader:
-        decoded = model.decode(model(images.to(device)))
+    for inputs, batch_labels in loader:
+        decoded = model.decode(model(to_device(inputs, device)))
         labels.append(batch_labels.numpy())
         preds.append(
             np.stack([decoded[n].prediction.float().cpu().numpy() for n in model.task_names], 1)
@@ -180,24 +181,24 @@ class Trainer:
         affinity_sum = torch.zeros(n_tasks, n_tasks, device=self.device)
         affinity_count = torch.zeros(n_tasks, n_tasks, device=self.device)
         steps = weighted_steps = cosine_steps = 0
-        for images, labels in loader:
-            images = images.to(self.device, non_blocking=True)
+        for inputs, labels in loader:
+            inputs = to_device(inputs, self.device)
             labels = labels.to(self.device, non_blocking=True)
             if self.affinity_every and self._step % self.affinity_every == 0:
                 lr = self.affinity_lr or self.optimizer.param_groups[0]["lr"]
                 n = self.affinity_samples
-                z = lookahead_affinity(self.model, images[:n], labels[:n], lr)
+                z = lookahead_affinity(self.model, head_of(inputs, n), labels[:n], lr)
                 affinity_sum += torch.nan_to_num(z)
                 affinity_count += ~torch.isnan(z)
             self._step += 1
-            outputs, features = self.model.forward_with_features(images)
+            outputs, features = self.model.forward_with_features(inputs)
             losses = self.model.task_loss_terms(outputs, labels)
             self.optimizer.zero_grad(set_to_none=True)
             step = weighting.backward(losses, features, shared)
             self.optimizer.step()
             if weighting.needs_losses_after_step:
                 with torch.no_grad():
-                    weighting.after_step(self.model.task_losses(self.model(images), labels))
+                    weighting.after_step(self.model.task_losses(self.model(inputs), labels))
             total += step.loss
             task_sum += torch.stack([loss.detach() for loss in losses])
             if step.weights is not None:

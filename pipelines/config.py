@@ -41,20 +41,112 @@ class Section(BaseModel):
 
 
 class SyntheticDefects(Section):
+    """Size and seed of a generated dataset (``image_size``: the defect images only;
+    multimnist makes at most 2500 images, synthetic_signals ``n_samples / 3`` specimens of
+    3 measurements)."""
+
     n_samples: int = Field(1500, ge=20)
     image_size: int = Field(64, ge=24, le=512)
     seed: int = 7
 
 
+# A column of the data table: its header name, or its 0-based position (any table; the only
+# way to name one when ``data.header`` is false).
+ColumnRef = Annotated[str | int, Field(union_mode="left_to_right")]
+
+GENERATED_SOURCES = ("synthetic_defects", "penguins", "multimnist", "synthetic_signals")
+GENERATED_DIR = "data/raw"
+
+
+class ImageInputConfig(Section):
+    """Image files named in a column, relative to ``root`` (itself relative to ``data.dir``)."""
+
+    kind: Literal["image"]
+    column: ColumnRef = "path"
+    root: str = "."
+    size: int | None = Field(
+        None, ge=8, le=1024, description="resized to size x size; null = the generated size or 64"
+    )
+    channels: Literal[1, 3] = 1
+
+
+class SignalInputConfig(Section):
+    """Fixed-length 1-D signals, one channel each: a column of ``.npy`` paths (relative to
+    ``root``) or of arrays (Parquet), or a folder of ``.npy`` files whose i-th name in sorted
+    order is row i."""
+
+    kind: Literal["signal"]
+    columns: list[ColumnRef] = Field(default_factory=list)
+    folders: list[str] = Field(default_factory=list)
+    root: str = "."
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> SignalInputConfig:
+        if bool(self.columns) == bool(self.folders):
+            raise ValueError("give a signal's channels as either columns or folders")
+        return self
+
+
+class FeaturesInputConfig(Section):
+    """Table columns: numeric ones standardised, categorical ones one-hot encoded (both
+    fitted on the training split, stored with the model, applied when serving)."""
+
+    kind: Literal["features"]
+    numeric: list[ColumnRef] = Field(default_factory=list)
+    categorical: list[ColumnRef] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _some_columns(self) -> FeaturesInputConfig:
+        if not self.numeric and not self.categorical:
+            raise ValueError("a features input needs numeric and/or categorical columns")
+        return self
+
+
+InputConfig = Annotated[
+    ImageInputConfig | SignalInputConfig | FeaturesInputConfig, Field(discriminator="kind")
+]
+
+
 class DataConfig(Section):
-    source: Literal["synthetic_defects"] = "synthetic_defects"
+    # generated into data/raw by `prepare`, or `files`: your own, under `dir`
+    source: Literal["synthetic_defects", "penguins", "multimnist", "synthetic_signals", "files"] = (
+        "synthetic_defects"
+    )
     synthetic: SyntheticDefects = SyntheticDefects()
+    dir: str = Field(GENERATED_DIR, description="the dataset folder (a DVC dependency of split)")
+    table: str = Field("manifest.csv", description="in dir: one row per sample, .csv or .parquet")
+    header: bool = Field(True, description="false: the CSV's first line is a sample")
+    group: ColumnRef | None = Field(None, description="rows sharing it stay in one split")
+    inputs: dict[str, InputConfig] = Field(
+        default_factory=lambda: {"image": {"kind": "image"}}, validate_default=True, min_length=1
+    )
+
+    @model_validator(mode="after")
+    def _generated_into_raw(self) -> DataConfig:
+        if self.source in GENERATED_SOURCES and self.dir != GENERATED_DIR:
+            raise ValueError(
+                f"data.source '{self.source}' is generated into {GENERATED_DIR}; "
+                f"set data.source: files to read {self.dir}"
+            )
+        if not self.table.endswith((".csv", ".parquet")):
+            raise ValueError(f"data.table must be a .csv or .parquet file, got '{self.table}'")
+        return self
+
+    def image_size(self, name: str) -> int:
+        spec = self.inputs[name]
+        assert isinstance(spec, ImageInputConfig)
+        if spec.size is not None:
+            return spec.size
+        return self.synthetic.image_size if self.source == "synthetic_defects" else 64
 
 
 class TaskConfig(Section):
     kind: TaskKind
-    column: str | None = None
+    column: ColumnRef | None = None
     n_classes: int | None = Field(None, ge=2)
+    # label values by class index, for labels written as names (e.g. [Adelie, Chinstrap,
+    # Gentoo]); sets n_classes. Without it, labels are the integers 0..n_classes-1.
+    classes: list[str] | None = Field(None, min_length=2)
     # Augmentation effects this label does not survive, beyond its kind's defaults:
     # a list (any amount changes the label) or {effect: largest tolerated magnitude}.
     sensitive_to: dict[str, float] = Field(default_factory=dict)
@@ -78,6 +170,16 @@ class TaskConfig(Section):
 
     @model_validator(mode="after")
     def _classes_match_kind(self) -> TaskConfig:
+        if self.classes is not None:
+            if self.kind is TaskKind.REGRESSION:
+                raise ValueError("a regression task takes no classes")
+            if len(set(self.classes)) != len(self.classes):
+                raise ValueError(f"classes must be distinct, got {self.classes}")
+            if self.n_classes not in (None, len(self.classes)):
+                raise ValueError(
+                    f"n_classes {self.n_classes} but {len(self.classes)} classes are named"
+                )
+            object.__setattr__(self, "n_classes", len(self.classes))
         if self.kind in (TaskKind.CLASSIFICATION, TaskKind.ORDINAL) and self.n_classes is None:
             raise ValueError(f"{self.kind.value} tasks need n_classes")
         if self.kind is TaskKind.REGRESSION and self.n_classes is not None:
@@ -106,13 +208,15 @@ class SplitConfig(Section):
 
 
 class BackboneConfig(Section):
-    name: str = "cnn"
+    # auto: cnn for one image input, cnn1d for one signal, mlp for features, fusion for several
+    name: str = "auto"
     width: int = Field(32, ge=1)
     depth: int = Field(4, ge=1, le=8)
 
     @model_validator(mode="after")
     def _known(self) -> BackboneConfig:
-        BACKBONES.get(self.name)  # raises, listing the available backbones
+        if self.name != "auto":
+            BACKBONES.get(self.name)  # raises, listing the available backbones
         return self
 
 
@@ -184,6 +288,9 @@ class TrainConfig(Section):
     class_weighting: ClassWeighting = "none"
     focal_gamma: float = Field(0.0, ge=0, description="0 = plain cross-entropy")
     affinity: AffinityConfig = AffinityConfig()
+    # joint: every batch trains every task labelled in it; alternating: tasks take turns,
+    # each batch drawn from the rows labelled for its task (README "Your own data")
+    schedule: Literal["joint", "alternating"] = "joint"
 
     def weighting_kwargs(self) -> dict[str, Any]:
         return self.weighting.model_dump(exclude={"method"})
@@ -400,6 +507,17 @@ class Params(Section):
         return self
 
     @model_validator(mode="after")
+    def _gradient_methods_need_tasks_together(self) -> Params:
+        method = WEIGHTINGS.get(self.train.weighting.method)
+        if method.needs_task_gradients and self.train.schedule == "alternating":
+            raise ValueError(
+                f"train.weighting.method '{self.train.weighting.method}' combines the tasks' "
+                "gradients within a batch, but train.schedule 'alternating' trains one task "
+                "per batch; use schedule 'joint' or a loss-based method"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _gradient_methods_need_shared_blocks(self) -> Params:
         method = WEIGHTINGS.get(self.train.weighting.method)
         if method.needs_task_gradients and self.model.shared_depth == 0:
@@ -420,7 +538,8 @@ class Params(Section):
                 name=name,
                 kind=t.kind,
                 n_classes=t.n_classes,
-                column=t.column,
+                column=None if t.column is None else str(t.column),
+                classes=None if t.classes is None else tuple(t.classes),
                 focal_gamma=self.focal_gamma(name),
             )
             for name, t in self.tasks.items()

@@ -1,7 +1,12 @@
-"""Serving: decode request images, run the model, return one column per task.
+"""Serving: turn request columns into the model's inputs, run it, return one column per task.
 
-``ImagePredictor`` is plain Python (used by tests and benchmarks); ``MultiTaskPyfunc`` wraps
-it for MLflow. The model is logged with models-from-code (``pipelines/pyfunc_entry.py``), so
+A request row holds each input raw: an image input as a base64 PNG/JPEG in the column named
+after the input (``image`` by default), a signal as a list of numbers per channel column, and
+table features as their own columns, unscaled and un-encoded: the encodings fitted on the
+training split travel inside the model and are applied here.
+
+``Predictor`` is plain Python (used by tests and benchmarks); ``MultiTaskPyfunc`` wraps it
+for MLflow. The model is logged with models-from-code (``pipelines/pyfunc_entry.py``), so
 nothing is pickled: the logged code, weights and spec rebuild it.
 """
 
@@ -26,8 +31,9 @@ from mlflow.models.model import ModelInfo
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from PIL import Image, UnidentifiedImageError
 
-from mtl_models.data import images_to_tensor
-from mtl_models.model import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
+from mtl_models.data import batch_inputs, to_device
+from mtl_models.inputs import FeatureInput, ImageInput, InputSpec, SignalInput
+from mtl_models.model import SPEC_FILE, WEIGHTS_FILE, ModelSpec, load_checkpoint
 
 IMAGE_COLUMN = "image"
 ENTRY_FILE = Path(__file__).with_name("pyfunc_entry.py")
@@ -47,36 +53,85 @@ def encode_png(image: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def decode_images(frame: pd.DataFrame, size: int, channels: int) -> np.ndarray:
-    """The ``image`` column (base64 PNG/JPEG, any size) -> uint8 ``[N, size, size, channels]``."""
-    if IMAGE_COLUMN not in frame.columns:
+def decode_images(
+    frame: pd.DataFrame, size: int, channels: int, column: str = IMAGE_COLUMN
+) -> np.ndarray:
+    """A column of base64 PNG/JPEG (any size) -> uint8 ``[N, size, size, channels]``."""
+    if column not in frame.columns:
         raise InvalidRequest(
-            f"missing column '{IMAGE_COLUMN}' (base64-encoded PNG/JPEG); got {list(frame.columns)}"
+            f"missing column '{column}' (base64-encoded PNG/JPEG); got {list(frame.columns)}"
         )
     mode = "L" if channels == 1 else "RGB"
     out = np.empty((len(frame), size, size, channels), dtype=np.uint8)
-    for row, value in enumerate(frame[IMAGE_COLUMN]):
+    for row, value in enumerate(frame[column]):
         if not isinstance(value, (str, bytes)) or len(value) == 0:
-            raise InvalidRequest(f"row {row}: '{IMAGE_COLUMN}' must be a non-empty base64 string")
+            raise InvalidRequest(f"row {row}: '{column}' must be a non-empty base64 string")
         try:
             raw = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise InvalidRequest(
-                f"row {row}: '{IMAGE_COLUMN}' is not valid base64 ({exc})"
-            ) from None
+            raise InvalidRequest(f"row {row}: '{column}' is not valid base64 ({exc})") from None
         try:
             with Image.open(io.BytesIO(raw)) as img:
                 img = img.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
                 out[row] = np.asarray(img).reshape(size, size, channels)
         except (UnidentifiedImageError, OSError) as exc:
             raise InvalidRequest(
-                f"row {row}: '{IMAGE_COLUMN}' is not a decodable image ({exc})"
+                f"row {row}: '{column}' is not a decodable image ({exc})"
             ) from None
     return out
 
 
-class ImagePredictor:
-    """A loaded checkpoint that maps uint8 images to a prediction frame."""
+def _columns(frame: pd.DataFrame, needed: list[str], what: str) -> None:
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise InvalidRequest(f"missing {what} column(s) {missing}; got {list(frame.columns)}")
+
+
+def _signals(frame: pd.DataFrame, spec: SignalInput) -> np.ndarray:
+    _columns(frame, list(spec.channels), f"signal '{spec.name}'")
+    out = np.empty((len(frame), *spec.shape))
+    for c, column in enumerate(spec.channels):
+        for row, value in enumerate(frame[column]):
+            signal = np.asarray(value, dtype=float) if value is not None else np.empty(0)
+            if signal.shape != (spec.length,) or not np.isfinite(signal).all():
+                raise InvalidRequest(
+                    f"row {row}: '{column}' must be a list of {spec.length} finite numbers"
+                )
+            out[row, c] = signal
+    return spec.encode(out)
+
+
+def _features(frame: pd.DataFrame, spec: FeatureInput) -> np.ndarray:
+    _columns(frame, [*spec.numeric, *spec.categorical], "feature")
+    numeric = np.empty((len(frame), len(spec.numeric)))
+    for j, column in enumerate(spec.numeric):
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+        bad = np.flatnonzero(np.isnan(values) & frame[column].notna().to_numpy())
+        if len(bad):
+            value = frame[column].iloc[bad[0]]
+            raise InvalidRequest(f"row {bad[0]}: '{column}' wants a number or null, not {value!r}")
+        numeric[:, j] = values
+    categorical = np.array(
+        [[None if pd.isna(v) else str(v) for v in frame[c]] for c in spec.categorical], dtype=object
+    ).T.reshape(len(frame), len(spec.categorical))
+    return spec.encode(numeric, categorical)
+
+
+def request_inputs(frame: pd.DataFrame, specs: tuple[InputSpec, ...]) -> dict[str, np.ndarray]:
+    """Raw request columns -> the arrays the model reads, encoded as in training."""
+    arrays = {}
+    for spec in specs:
+        if isinstance(spec, ImageInput):
+            arrays[spec.name] = decode_images(frame, spec.size, spec.channels, spec.name)
+        elif isinstance(spec, SignalInput):
+            arrays[spec.name] = _signals(frame, spec)
+        else:
+            arrays[spec.name] = _features(frame, spec)
+    return arrays
+
+
+class Predictor:
+    """A loaded checkpoint that maps inputs to a prediction frame."""
 
     def __init__(self, weights: Path, spec_file: Path, device: str = "cpu"):
         self.model, self.spec = load_checkpoint(weights, spec_file)
@@ -84,32 +139,47 @@ class ImagePredictor:
         self.model.to(self.device)
 
     @classmethod
-    def from_dir(cls, directory: Path) -> ImagePredictor:
+    def from_dir(cls, directory: Path) -> Predictor:
         return cls(directory / WEIGHTS_FILE, directory / SPEC_FILE)
 
     @torch.no_grad()
-    def predict_images(self, images: np.ndarray, batch_size: int = 256) -> pd.DataFrame:
+    def predict_inputs(self, inputs: dict[str, np.ndarray], batch_size: int = 256) -> pd.DataFrame:
+        """Encoded input arrays (as in the split files) -> one column per task (+ ``_proba``);
+        a task with named classes predicts the name."""
         columns: dict[str, list[Any]] = {}
-        for start in range(0, len(images), batch_size):
-            batch = images_to_tensor(images[start : start + batch_size]).to(self.device)
-            for name, decoded in self.model.decode(self.model(batch)).items():
+        n = len(next(iter(inputs.values())))
+        for start in range(0, n, batch_size):
+            batch = batch_inputs({k: v[start : start + batch_size] for k, v in inputs.items()})
+            outputs = self.model(to_device(batch, self.device))
+            for task in self.model.tasks:
+                decoded = self.model.decode(outputs)[task.name]
                 pred = decoded.prediction.cpu()
                 values = pred.tolist() if pred.dtype == torch.long else pred.double().tolist()
-                columns.setdefault(name, []).extend(values)
+                if task.classes is not None:
+                    values = [task.classes[v] for v in values]
+                columns.setdefault(task.name, []).extend(values)
                 if decoded.proba is not None:
-                    columns.setdefault(f"{name}_proba", []).extend(decoded.proba.double().tolist())
+                    probas = decoded.proba.double().tolist()
+                    columns.setdefault(f"{task.name}_proba", []).extend(probas)
         return pd.DataFrame(columns)
 
+    def predict_images(self, images: np.ndarray, batch_size: int = 256) -> pd.DataFrame:
+        """For a model with one image input: uint8 ``[N, H, W, C]`` images."""
+        (spec,) = self.spec.input_specs()
+        return self.predict_inputs({spec.name: images}, batch_size)
+
     def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
-        images = decode_images(frame, self.spec.image_size, self.spec.channels)
-        return self.predict_images(images)
+        return self.predict_inputs(request_inputs(frame, self.spec.input_specs()))
+
+
+ImagePredictor = Predictor  # the name before non-image inputs existed
 
 
 class MultiTaskPyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc: rows with an ``image`` column in, one column per task (+ ``_proba``) out."""
+    """MLflow pyfunc: rows of raw inputs in, one column per task (+ ``_proba``) out."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        self.predictor = ImagePredictor(
+        self.predictor = Predictor(
             Path(context.artifacts["weights"]), Path(context.artifacts["spec"])
         )
 
@@ -123,15 +193,47 @@ class MultiTaskPyfunc(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
 
 
-def signature_for(predictor: ImagePredictor, example: pd.DataFrame) -> ModelSignature:
+def raw_request(
+    spec: ModelSpec, inputs: dict[str, np.ndarray], table_rows: pd.DataFrame
+) -> pd.DataFrame:
+    """Request rows as a client sends them, from a split's arrays and its raw table rows."""
+    columns: dict[str, Any] = {}
+    for s in spec.input_specs():
+        array = inputs[s.name][: len(table_rows)]
+        if isinstance(s, ImageInput):
+            columns[s.name] = [encode_png(img) for img in array]
+        elif isinstance(s, SignalInput):
+            raw = array * np.asarray(s.std)[None, :, None] + np.asarray(s.mean)[None, :, None]
+            for c, column in enumerate(s.channels):
+                columns[column] = [row.tolist() for row in raw[:, c]]
+        else:
+            for column in s.numeric:
+                columns[column] = pd.to_numeric(table_rows[column], errors="coerce").tolist()
+            for column in s.categorical:
+                columns[column] = table_rows[column].tolist()
+    return pd.DataFrame(columns)
+
+
+def example_request(spec: ModelSpec, paths: Any, rows: int = 2) -> pd.DataFrame:
+    """The first validation rows as a raw request: the logged model's input example."""
+    from pipelines.stages.split import load_split
+
+    inputs, _ = load_split(paths, "val", list(spec.tasks))
+    table = pd.read_csv(paths.splits_dir / "val.csv", dtype=str, nrows=rows)
+    return raw_request(spec, inputs, table)
+
+
+def signature_for(predictor: Predictor, example: pd.DataFrame) -> ModelSignature:
     return infer_signature(example, predictor.predict_frame(example))
 
 
-def log_pyfunc_model(checkpoint_dir: Path, example_images: np.ndarray) -> ModelInfo:
-    """Log the checkpoint as a models-from-code pyfunc with signature and input example."""
+def log_pyfunc_model(checkpoint_dir: Path, example: pd.DataFrame | np.ndarray) -> ModelInfo:
+    """Log the checkpoint as a models-from-code pyfunc with signature and input example
+    (request rows, or uint8 images for a model with one image input)."""
     weights, spec = checkpoint_dir / WEIGHTS_FILE, checkpoint_dir / SPEC_FILE
-    predictor = ImagePredictor(weights, spec)
-    example = pd.DataFrame({IMAGE_COLUMN: [encode_png(img) for img in example_images]})
+    predictor = Predictor(weights, spec)
+    if isinstance(example, np.ndarray):
+        example = pd.DataFrame({IMAGE_COLUMN: [encode_png(img) for img in example]})
     with tempfile.TemporaryDirectory() as clean, warnings.catch_warnings():
         # MLflow hints that integer columns cannot hold missing values; ours are predicted
         # class indices, never missing, so the hint does not apply.

@@ -14,7 +14,7 @@ import numpy as np
 from mtl_models.augmentation import PolicyError, ResolvedPolicy, TransformRequest, resolve_policy
 from mtl_models.tasks import TaskSpec
 from pipelines import plots
-from pipelines.config import Params
+from pipelines.config import ImageInputConfig, Params
 from pipelines.errors import ConfigError
 from pipelines.files import ProjectPaths, write_json
 from pipelines.stages.split import load_split
@@ -23,9 +23,19 @@ PREVIEW_AUGMENTATIONS = 5  # columns after the original
 PREVIEW_SEED = 1234
 
 
-def resolve_augmentation(params: Params, image_size: int) -> ResolvedPolicy:
-    """The resolved policy for ``params``; a bad transform argument or remap is a ConfigError."""
+def image_input(params: Params) -> str | None:
+    """The input augmentation applies to: the first image input (None without one)."""
+    names = [n for n, c in params.data.inputs.items() if isinstance(c, ImageInputConfig)]
+    return names[0] if names else None
+
+
+def resolve_augmentation(params: Params, image_size: int | None = None) -> ResolvedPolicy:
+    """The resolved policy for ``params``; a bad transform argument or remap is a ConfigError.
+    Without an image input it is off."""
     cfg = params.augment
+    name = image_input(params)
+    if image_size is None:
+        image_size = params.data.image_size(name) if name else 64
     requests = [
         TransformRequest(entry.name, group, entry.args(), where=f"augment.{group}[{i}]")
         for group, i, entry in cfg.entries()
@@ -36,7 +46,7 @@ def resolve_augmentation(params: Params, image_size: int) -> ResolvedPolicy:
             params.task_sensitivity(),
             cfg.remaps,
             image_size=image_size,
-            enabled=cfg.enabled,
+            enabled=cfg.enabled and name is not None,
         )
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
@@ -62,14 +72,16 @@ def preview_rows(
 def write_augmentation_report(
     policy: ResolvedPolicy,
     tasks: list[TaskSpec],
-    images: np.ndarray,
+    images: np.ndarray | None,
     labels: np.ndarray,
     paths: ProjectPaths,
     n_rows: int,
-) -> tuple[Path, Path]:
-    """Write ``reports/augmentation.json`` and the preview grid PNG; returns both paths."""
+) -> tuple[Path, Path | None]:
+    """Write ``reports/augmentation.json`` and (with images) the preview grid PNG."""
     report = paths.reports_dir / "augmentation.json"
     write_json(report, policy.to_dict())
+    if images is None:
+        return report, None
     preview = paths.plots_dir / "augmentation_preview.png"
     rows = preview_rows(policy, images, labels.astype(np.float32), n_rows)
     plots.save(plots.augmentation_preview(rows, tasks), preview)
@@ -79,11 +91,12 @@ def write_augmentation_report(
 def augment(params: Params, paths: ProjectPaths) -> ResolvedPolicy:
     """Resolve, print and write the policy with a preview of augmented training samples."""
     tasks = params.task_specs()
-    images, labels = load_split(paths, "train", tasks)
-    policy = resolve_augmentation(params, image_size=images.shape[1])
+    inputs, labels = load_split(paths, "train", tasks)
+    policy = resolve_augmentation(params)
     print(policy.describe())
+    name = image_input(params)
     report, preview = write_augmentation_report(
-        policy, tasks, images, labels, paths, params.augment.preview_samples
+        policy, tasks, inputs.get(name or ""), labels, paths, params.augment.preview_samples
     )
-    print(f"augment: wrote {report} and {preview}")
+    print(f"augment: wrote {report}" + (f" and {preview}" if preview else " (no image input)"))
     return policy

@@ -18,7 +18,7 @@ from pipelines.config import Params, params_dict, parse_params
 from pipelines.files import ProjectPaths, write_json
 from pipelines.stages.augment import resolve_augmentation
 from pipelines.stages.evaluate import score_split
-from pipelines.stages.split import load_split, split_digest
+from pipelines.stages.split import load_input_specs, load_split, split_digest
 from pipelines.stages.train import fit
 
 
@@ -58,18 +58,14 @@ def baselines(params: Params, paths: ProjectPaths) -> dict[str, Any]:
 
     params, tuned = apply_best_params(params, paths)
     tasks = params.task_specs()
-    train_images, train_labels = load_split(paths, "train", tasks)
-    val_images, val_labels = load_split(paths, "val", tasks)
-    test_images, test_labels = load_split(paths, "test", tasks)
+    train_inputs, train_labels = load_split(paths, "train", tasks)
+    val_inputs, val_labels = load_split(paths, "val", tasks)
+    test_inputs, test_labels = load_split(paths, "test", tasks)
+    input_specs = load_input_specs(paths)
     # every task's params and augmentation resolve before the first model trains
     singles = {t.name: single_task_params(params, t.name) for t in tasks}
-    policies = {
-        name: resolve_augmentation(p, image_size=train_images.shape[1])
-        for name, p in singles.items()
-    }
-    shared_excluded = {
-        d.name for d in resolve_augmentation(params, image_size=train_images.shape[1]).excluded
-    }
+    policies = {name: resolve_augmentation(p) for name, p in singles.items()}
+    shared_excluded = {d.name for d in resolve_augmentation(params).excluded}
 
     digest = split_digest(paths)
     results: dict[str, dict[str, Any]] = {}
@@ -96,14 +92,15 @@ def baselines(params: Params, paths: ProjectPaths) -> dict[str, Any]:
                 mlflow.log_params(tracking.flatten(params_dict(single)))
                 fitted = fit(
                     single,
-                    (train_images, train_labels[:, column]),
-                    (val_images, val_labels[:, column]),
+                    (train_inputs, train_labels[:, column]),
+                    (val_inputs, val_labels[:, column]),
                     policy,
                     callbacks=[tracking.EpochPrinter(), tracking.MlflowEpochLogger()],
+                    input_specs=input_specs,
                 )
                 _, per_task = score_split(
                     fitted.model,
-                    test_images,
+                    test_inputs,
                     test_labels[:, column],
                     train_labels[:, column],
                     fitted.tasks,

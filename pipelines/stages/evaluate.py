@@ -9,7 +9,7 @@ from typing import Any
 import mlflow
 import numpy as np
 
-from mtl_models.data import MultiTaskImageDataset, make_loader
+from mtl_models.data import MultiTaskDataset, make_loader
 from mtl_models.metrics import majority_labels, summarize
 from mtl_models.model import SPEC_FILE, WEIGHTS_FILE, MultiTaskModel, load_checkpoint
 from mtl_models.tasks import TaskSpec
@@ -18,7 +18,7 @@ from pipelines import plots, tracking
 from pipelines.config import Params
 from pipelines.diagnosis import compare_with_baselines, diagnosis_markdown, format_gains
 from pipelines.files import ProjectPaths, atomic_write_bytes, read_json, write_json
-from pipelines.stages.split import load_split, split_digest
+from pipelines.stages.split import Inputs, load_split, split_digest
 
 # majority_accuracy sits beside the score because a constant predictor's QWK is 0 by
 # definition: accuracy shows whether a skewed ordinal task really beats "always the mode".
@@ -52,14 +52,14 @@ def format_table(metrics: dict[str, Any]) -> str:
 
 def score_split(
     model: MultiTaskModel,
-    images: np.ndarray,
+    inputs: Inputs,
     labels: np.ndarray,
     train_labels: np.ndarray,
     tasks: list[TaskSpec],
 ) -> tuple[Predictions, dict[str, dict[str, Any]]]:
     """Predict a split and score each task against its majority baseline (the training
     split's mode or mean)."""
-    loader = make_loader(MultiTaskImageDataset(images, labels), 256, shuffle=False)
+    loader = make_loader(MultiTaskDataset(inputs, labels), 256, shuffle=False)
     result = predict(model, loader, next(model.parameters()).device)
     return result, score_predictions(model, result, majority_labels(train_labels, tasks))
 
@@ -76,8 +76,8 @@ def evaluate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     model, spec = load_checkpoint(paths.models_dir / WEIGHTS_FILE, paths.models_dir / SPEC_FILE)
     tasks = list(spec.tasks)
     _, train_labels = load_split(paths, "train", tasks)
-    test_images, test_labels = load_split(paths, "test", tasks)
-    result, per_task = score_split(model, test_images, test_labels, train_labels, tasks)
+    test_inputs, test_labels = load_split(paths, "test", tasks)
+    result, per_task = score_split(model, test_inputs, test_labels, train_labels, tasks)
     comparison = compare_with_baselines(
         per_task, _optional_report(paths.baselines_file), split_digest(paths)
     )

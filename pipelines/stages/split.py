@@ -1,79 +1,25 @@
-"""``split``: validate labels, decode images once, and split train/val/test stratified."""
+"""``split``: read and check the dataset, decode its inputs once, split train/val/test
+stratified (by group when asked), and fit the input encodings on the training rows."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
-from PIL import Image, UnidentifiedImageError
 
+from mtl_models.inputs import InputSpec, input_from_dict, input_to_dict
 from mtl_models.tasks import TaskSpec
 from pipelines.config import Params
+from pipelines.dataset import fit_and_encode, read_dataset
 from pipelines.errors import DataError
 from pipelines.files import ProjectPaths, atomic_dir
 
 SPLITS = ("train", "val", "test")
-MAX_REPORTED = 5  # problems listed per error before "and N more"
 REGRESSION_BINS = 5
-
-
-def read_labels(manifest: pd.DataFrame, tasks: Sequence[TaskSpec], source: Path) -> np.ndarray:
-    """Task label columns -> float ``[N, T]`` (NaN = missing), or a DataError naming row/column."""
-    missing = [t.column for t in tasks if t.column not in manifest.columns]
-    if missing:
-        raise DataError(
-            f"{source}: missing label column(s) {missing}; "
-            f"columns present: {list(manifest.columns)}"
-        )
-    labels = np.full((len(manifest), len(tasks)), np.nan)
-    problems = []
-    for t, task in enumerate(tasks):
-        raw = manifest[task.column]
-        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
-        not_numeric = np.flatnonzero(np.isnan(values) & raw.notna().to_numpy())
-        bad = np.union1d(not_numeric, task.invalid_label_rows(values))
-        for row in bad:
-            value = raw.iloc[row]
-            value = value.item() if isinstance(value, np.generic) else value  # 7, not np.int64(7)
-            # +2: CSV line numbers count the header and start at 1.
-            problems.append(
-                f"row {row + 2}, column '{task.column}': got {value!r}, "
-                f"expected {task.expected_labels()} (task '{task.name}', {task.kind.value})"
-            )
-        labels[:, t] = values
-    if problems:
-        more = (
-            f"\n  ... and {len(problems) - MAX_REPORTED} more"
-            if len(problems) > MAX_REPORTED
-            else ""
-        )
-        raise DataError(
-            f"{source}: invalid labels\n  " + "\n  ".join(problems[:MAX_REPORTED]) + more
-        )
-    return labels
-
-
-def load_images(rel_paths: Sequence[str], root: Path, size: int, source: Path) -> np.ndarray:
-    """Decode and resize every image once: uint8 ``[N, size, size, 1]`` (grey)."""
-    out = np.empty((len(rel_paths), size, size, 1), dtype=np.uint8)
-    for row, rel in enumerate(rel_paths):
-        path = root / str(rel)
-        try:
-            with Image.open(path) as img:
-                img = img.convert("L")
-                if img.size != (size, size):
-                    img = img.resize((size, size), Image.Resampling.BILINEAR)
-                out[row, :, :, 0] = np.asarray(img)
-        except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
-            raise DataError(
-                f"{source}: row {row + 2}, column 'path': cannot read {path} ({exc})"
-            ) from None
-    return out
+INPUT_PREFIX = "input_"  # npz key of each input's array
 
 
 def stratification_matrix(labels: np.ndarray, tasks: Sequence[TaskSpec]) -> np.ndarray:
@@ -93,10 +39,30 @@ def stratification_matrix(labels: np.ndarray, tasks: Sequence[TaskSpec]) -> np.n
 
 
 def stratified_split(
-    labels: np.ndarray, tasks: Sequence[TaskSpec], fractions: dict[str, float], seed: int
+    labels: np.ndarray,
+    tasks: Sequence[TaskSpec],
+    fractions: dict[str, float],
+    seed: int,
+    groups: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Iterative stratification (Sechidis et al., 2011) over every task's classes at once."""
+    """Iterative stratification (Sechidis et al., 2011) over every task's classes at once.
+
+    With ``groups``, whole groups are split: each group is one item carrying every class any
+    of its rows has, so all rows of one physical sample land in the same split.
+    """
     y = stratification_matrix(labels, tasks)
+    if groups is not None:
+        keys, member = np.unique(groups.astype(str), return_inverse=True)
+        per_group = np.zeros((len(keys), y.shape[1]), dtype=np.int8)
+        np.maximum.at(per_group, member, y)
+        by_group = _split_indicator(per_group, fractions, seed)
+        return {k: np.flatnonzero(np.isin(member, v)) for k, v in by_group.items()}
+    return _split_indicator(y, fractions, seed)
+
+
+def _split_indicator(
+    y: np.ndarray, fractions: dict[str, float], seed: int
+) -> dict[str, np.ndarray]:
     first = MultilabelStratifiedShuffleSplit(
         n_splits=1, test_size=fractions["test"], random_state=seed
     )
@@ -107,45 +73,63 @@ def stratified_split(
     return {"train": np.sort(rest[train]), "val": np.sort(rest[val]), "test": np.sort(test)}
 
 
-def split(params: Params, paths: ProjectPaths) -> dict[str, int]:
-    """Write ``data/splits/{train,val,test}.{csv,npz}`` and ``split.json``; returns sizes."""
-    source = paths.manifest
-    if not source.is_file():
-        raise DataError(f"{source}: not found; run `mtlflow prepare` (or `dvc repro`) first")
-    manifest = pd.read_csv(source, keep_default_na=True)
-    if "path" not in manifest.columns:
+def check_labelled(
+    labels: np.ndarray, tasks: Sequence[TaskSpec], index: dict[str, np.ndarray], source: object
+) -> None:
+    """Every task needs labelled rows in every split, to learn, stop early and be scored."""
+    empty = [
+        f"task '{task.name}' in {name} ({len(idx)} rows)"
+        for t, task in enumerate(tasks)
+        for name, idx in index.items()
+        if np.isnan(labels[idx, t]).all()
+    ]
+    if empty:
         raise DataError(
-            f"{source}: missing column 'path'; columns present: {list(manifest.columns)}"
+            f"{source}: no labelled rows for "
+            + "; ".join(empty)
+            + ". Label more rows for these tasks or change the split fractions"
         )
+
+
+def split(params: Params, paths: ProjectPaths) -> dict[str, int]:
+    """Write ``data/splits/{train,val,test}.{csv,npz}``, ``inputs.json`` (the input encodings
+    fitted on train) and ``split.json``; returns sizes. Nothing is written unless every check
+    passes."""
     tasks = params.task_specs()
-    labels = read_labels(manifest, tasks, source)  # fail on bad labels before decoding images
-    images = load_images(
-        manifest["path"].tolist(), paths.raw_dir, params.data.synthetic.image_size, source
-    )
+    dataset = read_dataset(params, paths.root)
+    source = dataset.table.source
     fractions = {"train": params.split.train, "val": params.split.val, "test": params.split.test}
-    index = stratified_split(labels, tasks, fractions, params.split.seed)
+    index = stratified_split(dataset.labels, tasks, fractions, params.split.seed, dataset.groups)
     if any(len(idx) == 0 for idx in index.values()):
-        raise DataError(f"{source}: {len(manifest)} rows are too few for a {fractions} split")
+        raise DataError(f"{source}: {len(dataset.labels)} rows are too few for a {fractions} split")
+    check_labelled(dataset.labels, tasks, index, source)
+    specs, encoded = fit_and_encode(dataset, index)
 
     names = np.array([t.name for t in tasks])
     summary: dict[str, dict] = {}
     with atomic_dir(paths.splits_dir) as scratch:
         for name, idx in index.items():
-            manifest.iloc[idx].to_csv(scratch / f"{name}.csv", index=False)
-            np.savez(scratch / f"{name}.npz", images=images[idx], labels=labels[idx], tasks=names)
+            dataset.table.frame.iloc[idx].to_csv(scratch / f"{name}.csv", index=False)
+            arrays = {INPUT_PREFIX + k: v for k, v in encoded[name].items()}
+            np.savez(scratch / f"{name}.npz", labels=dataset.labels[idx], tasks=names, **arrays)
             summary[name] = {
                 "n": len(idx),
                 "sha256": hashlib.sha256((scratch / f"{name}.npz").read_bytes()).hexdigest(),
             }
+        specs_json = [input_to_dict(s) for s in specs.values()]
+        (scratch / "inputs.json").write_text(json.dumps(specs_json, indent=2) + "\n")
         (scratch / "split.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("split: " + ", ".join(f"{k} {v['n']}" for k, v in summary.items()))
     return {k: v["n"] for k, v in summary.items()}
 
 
+Inputs = dict[str, np.ndarray]
+
+
 def load_split(
     paths: ProjectPaths, name: str, tasks: Sequence[TaskSpec]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of one split, checked against the tasks in params."""
+) -> tuple[Inputs, np.ndarray]:
+    """Inputs (by name) and labels of one split, checked against the tasks in params."""
     path = paths.split_file(name)
     if not path.is_file():
         raise DataError(f"{path}: not found; run `mtlflow split` (or `dvc repro`) first")
@@ -156,7 +140,20 @@ def load_split(
             raise DataError(
                 f"{path}: made for tasks {stored} but params has {expected}; rerun `mtlflow split`"
             )
-        return data["images"], data["labels"]
+        inputs = {
+            key.removeprefix(INPUT_PREFIX): data[key]
+            for key in data.files
+            if key.startswith(INPUT_PREFIX)
+        }
+        return inputs, data["labels"]
+
+
+def load_input_specs(paths: ProjectPaths) -> tuple[InputSpec, ...]:
+    """The inputs as split read them, with their encodings fitted on the training rows."""
+    path = paths.splits_dir / "inputs.json"
+    if not path.is_file():
+        raise DataError(f"{path}: not found; run `mtlflow split` (or `dvc repro`) first")
+    return tuple(input_from_dict(d) for d in json.loads(path.read_text()))
 
 
 def split_digest(paths: ProjectPaths) -> str:

@@ -12,7 +12,8 @@ import torch
 
 from mtl_models.affinity import mean_affinity, suggest_groups
 from mtl_models.augmentation import ResolvedPolicy
-from mtl_models.data import MultiTaskImageDataset, make_loader
+from mtl_models.data import MultiTaskDataset, make_loader, make_schedule_loader
+from mtl_models.inputs import ImageInput, InputSpec
 from mtl_models.losses import ClassWeighting, class_weights
 from mtl_models.metrics import majority_labels
 from mtl_models.model import ModelSpec, MultiTaskModel, build_model, save_checkpoint
@@ -23,9 +24,13 @@ from pipelines import plots, tracking
 from pipelines.best_params import apply_best_params
 from pipelines.config import Params
 from pipelines.files import ProjectPaths, atomic_dir, write_json
-from pipelines.serving import log_pyfunc_model
-from pipelines.stages.augment import resolve_augmentation, write_augmentation_report
-from pipelines.stages.split import load_split, split_digest
+from pipelines.serving import example_request, log_pyfunc_model
+from pipelines.stages.augment import (
+    image_input,
+    resolve_augmentation,
+    write_augmentation_report,
+)
+from pipelines.stages.split import Inputs, load_input_specs, load_split, split_digest
 
 
 def seed_everything(seed: int) -> None:
@@ -55,8 +60,9 @@ def fit_task_specs(
     return fitted
 
 
-def model_spec(params: Params, tasks: list[TaskSpec], image_size: int, channels: int) -> ModelSpec:
+def model_spec(params: Params, tasks: list[TaskSpec], inputs: Sequence[InputSpec]) -> ModelSpec:
     m = params.model
+    image = next((i for i in inputs if isinstance(i, ImageInput)), ImageInput("image"))
     return ModelSpec(
         tasks=tuple(tasks),
         backbone=m.backbone.name,
@@ -64,8 +70,9 @@ def model_spec(params: Params, tasks: list[TaskSpec], image_size: int, channels:
         shared_depth=m.shared_depth,
         head_hidden=m.head_hidden,
         dropout=m.dropout,
-        image_size=image_size,
-        channels=channels,
+        image_size=image.size,
+        channels=image.channels,
+        inputs=tuple(inputs),
     )
 
 
@@ -82,34 +89,35 @@ class Fitted:
 
 def fit(
     params: Params,
-    train_data: tuple[np.ndarray, np.ndarray],
-    val_data: tuple[np.ndarray, np.ndarray],
+    train_data: tuple[Inputs, np.ndarray],
+    val_data: tuple[Inputs, np.ndarray],
     policy: ResolvedPolicy,
     callbacks: Sequence[Callback] = (),
+    input_specs: Sequence[InputSpec] = (),
 ) -> Fitted:
-    """Build the model, weighting and loaders ``params`` describe and train; ``train`` and
-    every tuning trial go through here."""
+    """Build the model, weighting and loaders ``params`` describe and train; ``train``,
+    every tuning trial and every baseline go through here. ``input_specs`` are the split's
+    (``load_input_specs``): the encodings the served model applies to raw inputs."""
     cfg = params.train
-    (train_images, train_labels), (val_images, val_labels) = train_data, val_data
+    (train_inputs, train_labels), (val_inputs, val_labels) = train_data, val_data
     seed_everything(cfg.seed)
     per_class = {name: params.class_weighting(name) for name in params.tasks}
     tasks = fit_task_specs(params.task_specs(), train_labels, per_class)
-    spec = model_spec(
-        params, tasks, image_size=train_images.shape[1], channels=train_images.shape[3]
-    )
+    spec = model_spec(params, tasks, input_specs or _image_specs(train_inputs))
     model = build_model(spec)
     weighting = build_weighting(
         cfg.weighting.method, [t.name for t in tasks], **cfg.weighting_kwargs()
     )
     device = resolve_device(cfg.device)
-    train_loader = make_loader(
-        MultiTaskImageDataset(train_images, train_labels, transform=policy.build(seed=cfg.seed)),
+    transform = policy.build(seed=cfg.seed)
+    train_loader = make_schedule_loader(
+        MultiTaskDataset(train_inputs, train_labels, transform, image_input(params)),
         cfg.batch_size,
-        shuffle=True,
+        schedule=cfg.schedule,
         seed=cfg.seed,
         num_workers=cfg.num_workers,
     )
-    val_loader = make_loader(MultiTaskImageDataset(val_images, val_labels), 256, shuffle=False)
+    val_loader = make_loader(MultiTaskDataset(val_inputs, val_labels), 256, shuffle=False)
     trainer = Trainer(
         model,
         weighting,
@@ -128,10 +136,24 @@ def fit(
     return Fitted(model=model, spec=spec, result=result, tasks=tasks, device=device)
 
 
+def _image_specs(inputs: Inputs) -> list[InputSpec]:
+    """Specs of image-only inputs, read off the arrays (callers without a split on disk)."""
+    specs: list[InputSpec] = []
+    for name, array in inputs.items():
+        if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1] != array.shape[2]:
+            raise ValueError(f"input '{name}' is not square uint8 images: pass input_specs")
+        specs.append(ImageInput(name, array.shape[1], array.shape[3]))
+    return specs
+
+
 def measures_affinity(params: Params) -> bool:
     """Affinity steps the shared blocks; with none (``shared_depth: 0``) there is nothing to
     measure, and a search over ``shared_depth`` may well sample 0."""
-    return params.train.affinity.enabled and params.model.shared_depth != 0
+    return (
+        params.train.affinity.enabled
+        and params.model.shared_depth != 0
+        and params.train.schedule == "joint"  # one task per batch leaves nothing to compare
+    )
 
 
 def write_affinity_report(
@@ -144,6 +166,8 @@ def write_affinity_report(
         note = (
             "train.affinity.enabled is false"
             if not cfg.enabled
+            else "train.schedule is alternating: one task per batch"
+            if params.train.schedule != "joint"
             else "model.shared_depth is 0: no shared blocks to step"
         )
         report: dict[str, object] = {"enabled": False, "note": note}
@@ -197,9 +221,10 @@ def train(params: Params, paths: ProjectPaths) -> dict[str, object]:
     params, tuned = apply_best_params(params, paths)
     cfg = params.train
     tasks = params.task_specs()
-    train_images, train_labels = load_split(paths, "train", tasks)
-    val_images, val_labels = load_split(paths, "val", tasks)
-    policy = resolve_augmentation(params, image_size=train_images.shape[1])  # fails before training
+    train_inputs, train_labels = load_split(paths, "train", tasks)
+    val_inputs, val_labels = load_split(paths, "val", tasks)
+    input_specs = load_input_specs(paths)
+    policy = resolve_augmentation(params)  # fails before training
     print(policy.describe())
 
     with tracking.training_run(params, paths.root, run_name="train") as run:
@@ -210,24 +235,31 @@ def train(params: Params, paths: ProjectPaths) -> dict[str, object]:
         tracking.log_split_dataset(paths.splits_dir / "train.csv", "training")
         tracking.log_split_dataset(paths.splits_dir / "val.csv", "validation")
         report, preview = write_augmentation_report(
-            policy, tasks, train_images, train_labels, paths, params.augment.preview_samples
+            policy,
+            tasks,
+            train_inputs.get(image_input(params) or ""),
+            train_labels,
+            paths,
+            params.augment.preview_samples,
         )
         mlflow.log_artifact(str(report))
-        mlflow.log_artifact(str(preview), artifact_path="plots")
+        if preview is not None:
+            mlflow.log_artifact(str(preview), artifact_path="plots")
         mlflow.log_metrics(
             {"augment/kept": len(policy.kept), "augment/excluded": len(policy.excluded)}
         )
         print(
-            f"train: {len(train_images)} train / {len(val_images)} val samples, "
+            f"train: {len(train_labels)} train / {len(val_labels)} val samples, "
             f"{len(tasks)} tasks, weighting {cfg.weighting.method}, "
             f"device {resolve_device(cfg.device)}, MLflow run {run.info.run_id}"
         )
         fitted = fit(
             params,
-            (train_images, train_labels),
-            (val_images, val_labels),
+            (train_inputs, train_labels),
+            (val_inputs, val_labels),
             policy,
             callbacks=[tracking.EpochPrinter(), tracking.MlflowEpochLogger()],
+            input_specs=input_specs,
         )
         result, model, spec = fitted.result, fitted.model, fitted.spec
         mlflow.log_metrics({"best_epoch": result.best_epoch, "best_val_score": result.best_score})
@@ -245,7 +277,7 @@ def train(params: Params, paths: ProjectPaths) -> dict[str, object]:
 
         with atomic_dir(paths.models_dir) as scratch:
             save_checkpoint(model.cpu(), spec, scratch)
-            info = log_pyfunc_model(scratch, val_images[:2])
+            info = log_pyfunc_model(scratch, example_request(spec, paths))
             run_info = {
                 "run_id": run.info.run_id,
                 "experiment_id": run.info.experiment_id,

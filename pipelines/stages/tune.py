@@ -14,7 +14,7 @@ import signal
 import socket
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,6 +25,7 @@ import sqlalchemy.exc
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from mtl_models.inputs import InputSpec
 from mtl_models.training import Callback, EpochLog
 from pipelines import plots, tracking
 from pipelines.best_params import study_name, write_best_params
@@ -32,11 +33,11 @@ from pipelines.config import Params, SearchEntry, get_path, overlay, params_dict
 from pipelines.errors import ConfigError, MtlflowError
 from pipelines.files import ProjectPaths, atomic_dir, sqlite_lock
 from pipelines.stages.augment import resolve_augmentation
-from pipelines.stages.split import load_split, split_digest
+from pipelines.stages.split import Inputs, load_input_specs, load_split, split_digest
 from pipelines.stages.train import fit
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-Split = tuple[np.ndarray, np.ndarray]  # images, labels
+Split = tuple[Inputs, np.ndarray]  # inputs by name, labels
 
 
 class TrialConfigError(MtlflowError):
@@ -168,8 +169,15 @@ class PruneOnScore(Callback):
 class Objective:
     """Trains one trial's params on the train split; scores it on the val split."""
 
-    def __init__(self, params: Params, train_data: Split, val_data: Split):
+    def __init__(
+        self,
+        params: Params,
+        train_data: Split,
+        val_data: Split,
+        input_specs: Sequence[InputSpec] = (),
+    ):
         self.params = params
+        self.input_specs = input_specs
         self.base = params_dict(params)
         self.train_data, self.val_data = train_data, val_data
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -191,7 +199,7 @@ class Objective:
         except TrialConfigError as exc:
             trial.set_user_attr("fail_reason", str(exc))
             raise
-        policy = resolve_augmentation(params, image_size=self.train_data[0].shape[1])
+        policy = resolve_augmentation(params)
         callbacks: list[Callback] = [tracking.MlflowEpochLogger()]
         if not self.multi:  # Optuna prunes single-objective studies only
             callbacks.append(PruneOnScore(trial))
@@ -214,7 +222,9 @@ class Objective:
                 }
             )
             mlflow.log_params(tracking.flatten(params_dict(params)))
-            fitted = fit(params, self.train_data, self.val_data, policy, callbacks)
+            fitted = fit(
+                params, self.train_data, self.val_data, policy, callbacks, self.input_specs
+            )
             result = fitted.result
             best = result.history[result.best_epoch - 1]
             scores = {task: float(m["score"]) for task, m in best.val_metrics.items()}
@@ -348,7 +358,8 @@ def tune(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # TrialPrinter says it once, shorter
     tasks = params.task_specs()
     data = load_split(paths, "train", tasks), load_split(paths, "val", tasks)
-    resolve_augmentation(params, image_size=data[0][0].shape[1])  # fails before any trial
+    input_specs = load_input_specs(paths)
+    resolve_augmentation(params)  # fails before any trial
     storage = open_storage(params)
     # Serialises creating the study and queueing trial 0 among local workers of a SQLite study
     # (a server database's workers may race there: at worst trial 0 is queued twice).
@@ -377,7 +388,7 @@ def tune(params: Params, paths: ProjectPaths) -> dict[str, Any]:
             }
         )
         if remaining > 0:
-            objective = Objective(params, *data)
+            objective = Objective(params, *data, input_specs=input_specs)
             try:
                 with _sigterm_as_interrupt():
                     failures = StopOnFailures(limit=max(5, cfg.n_trials))

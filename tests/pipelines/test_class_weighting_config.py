@@ -258,7 +258,8 @@ def test_train_fits_class_weights_on_the_train_split_and_records_them(project) -
         torch.testing.assert_close(
             model.head(task.name).class_weights, torch.tensor(task.class_weights)
         )
-    val_images, val_labels = load_split(paths, "val", params.task_specs())
+    val_inputs, val_labels = load_split(paths, "val", params.task_specs())
+    val_images = val_inputs["image"]
     with torch.no_grad():
         outputs = model(images_to_tensor(val_images))
         losses = model.task_losses(outputs, torch.from_numpy(val_labels).float())

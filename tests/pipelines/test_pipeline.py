@@ -93,7 +93,7 @@ def test_training_run_reports_the_resolved_augmentation_policy(pipeline_run, tmp
 
 def test_pyfunc_predictions_match_the_checkpoint_after_save_and_load(pipeline_run):
     tasks = pipeline_run.params.task_specs()
-    images, _ = load_split(pipeline_run.paths, "test", tasks)
+    images = load_split(pipeline_run.paths, "test", tasks)[0]["image"]
     direct = ImagePredictor.from_dir(pipeline_run.paths.models_dir).predict_images(images)
     mlflow.set_tracking_uri(pipeline_run.tracking_uri)
     loaded = mlflow.pyfunc.load_model(pipeline_run.run_info["model_uri"])

@@ -22,7 +22,8 @@ def test_split_is_disjoint_complete_and_in_the_configured_ratios(project):
         and not ids["train"] & ids["test"]
         and not ids["val"] & ids["test"]
     )
-    images, labels = load_split(paths, "train", params.task_specs())
+    inputs, labels = load_split(paths, "train", params.task_specs())
+    images = inputs["image"]
     assert images.shape == (sizes["train"], 32, 32, 1) and images.dtype == np.uint8
     assert labels.shape == (sizes["train"], 9)
     summary = json.loads((paths.splits_dir / "split.json").read_text())
@@ -90,11 +91,11 @@ def test_missing_column_and_unreadable_image_are_reported(project):
     stages.prepare(params, paths)
     manifest = pd.read_csv(paths.manifest)
     manifest.drop(columns=["pits_right"]).to_csv(paths.manifest, index=False)
-    with pytest.raises(DataError, match=r"missing label column\(s\) \['pits_right'\]"):
+    with pytest.raises(DataError, match=r"tasks.pits_right.column names column 'pits_right', which"):
         stages.split(params, paths)
     manifest.to_csv(paths.manifest, index=False)
     (paths.raw_dir / manifest.loc[2, "path"]).write_bytes(b"not a png")
-    with pytest.raises(DataError, match=r"row 4, column 'path': cannot read .*00002.png"):
+    with pytest.raises(DataError, match=r"1 of 120 files .*\n  row 4, column 'path': .*00002.png"):
         stages.split(params, paths)
 
 

@@ -7,7 +7,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export GIT_PYTHON_REFRESH ?= quiet
 
-.PHONY: setup run test lint ui clean
+.PHONY: setup run test lint ui clean example
 
 setup: $(BIN)/.installed
 
@@ -21,6 +21,11 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 run: setup
 	$(BIN)/dvc repro
 	$(BIN)/mtlflow summary
+
+# One of examples/: penguins, multimnist, signals (README "Examples").
+EXAMPLE ?= penguins
+example: setup
+	cd examples/$(EXAMPLE) && $(abspath $(BIN))/mtlflow run
 
 test: setup
 	$(BIN)/python -m pytest

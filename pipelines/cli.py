@@ -59,13 +59,13 @@ def _run_stages(names: tuple[str, ...], params_file: Path, overrides: list[str] 
 
 @app.command()
 def prepare(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Generate the embedded defect images and label manifest into data/raw/."""
+    """Generate the built-in data.source (defect images by default) into data/raw/."""
     _run_stages(("prepare",), params, set_)
 
 
 @app.command()
 def split(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Validate labels and write stratified train/val/test splits to data/splits/."""
+    """Check the data, decode its inputs once and write stratified splits to data/splits/."""
     _run_stages(("split",), params, set_)
 
 

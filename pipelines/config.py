@@ -123,6 +123,11 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _generated_into_raw(self) -> DataConfig:
+        if self.source == "files" and Path(self.dir) == Path(GENERATED_DIR):
+            raise ValueError(
+                f"data.dir {self.dir} is where `prepare` writes built-in data (and replaces "
+                "what is there): keep your files in another folder, e.g. data/mine"
+            )
         if self.source in GENERATED_SOURCES and self.dir != GENERATED_DIR:
             raise ValueError(
                 f"data.source '{self.source}' is generated into {GENERATED_DIR}; "

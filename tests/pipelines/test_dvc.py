@@ -74,3 +74,34 @@ def test_mlproject_main_entry_point_runs_the_pipeline_in_one_mlflow_run(tmp_path
         [run_data.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'"
     )
     assert [r.data.tags["mtlflow.stage"] for r in nested] == ["tune"]
+
+
+def test_your_own_files_are_a_dvc_dependency_of_split(tmp_path):
+    """`data.source: files` with `data.dir` a `dvc add`-ed folder: `dvc repro split` reads it,
+    and editing one of its files (not params) makes split run again."""
+    project = copy_project(tmp_path / "project")
+    made = run(["mtlflow", "prepare"], project)  # the defect images, as a user's own files
+    assert made.returncode == 0, made.stderr
+    (project / "data" / "raw").rename(project / "data" / "mine")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"] |= {"source": "files", "dir": "data/mine"}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    added = run(["dvc", "add", "data/mine"], project)
+    assert added.returncode == 0, added.stderr
+
+    first = run(["dvc", "repro", "split"], project)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert ran(first.stdout) == ["prepare", "split"]
+    assert "nothing to generate" in first.stdout
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert "data/mine" in [d["path"] for d in lock["stages"]["split"]["deps"]]
+    assert ran(run(["dvc", "repro", "split"], project).stdout) == []
+
+    manifest = project / "data" / "mine" / "manifest.csv"
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(lines[:-10]) + "\n")  # the user drops ten rows
+    again = run(["dvc", "repro", "split"], project)
+    assert again.returncode == 0, again.stderr
+    assert ran(again.stdout) == ["split"]
+    sizes = json.loads((project / "data/splits/split.json").read_text())
+    assert sum(v["n"] for v in sizes.values()) == len(lines) - 11

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 from PIL import Image
 
 from pipelines.serving import encode_png
+from tests.serving_support import invoke, model_server
 
 pytestmark = pytest.mark.slow
 
@@ -25,67 +19,13 @@ TASKS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(pipeline_run):
-    port = free_port()
-    venv_bin = str(Path(sys.executable).parent)  # as in an activated venv: uvicorn is there
-    env = {
-        **os.environ,
-        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-        "MLFLOW_TRACKING_URI": pipeline_run.tracking_uri,
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-    }
     name = pipeline_run.params.registry.model_name
-    mlflow_cli = Path(venv_bin) / "mlflow"
-    proc = subprocess.Popen(
-        [
-            str(mlflow_cli),
-            "models",
-            "serve",
-            "-m",
-            f"models:/{name}@champion",
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        cwd=pipeline_run.paths.root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow models serve exited: {proc.stdout.read().decode()[-3000:]}")
-            try:
-                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow models serve did not answer /ping within 120 s")
+    with model_server(
+        f"models:/{name}@champion", pipeline_run.tracking_uri, pipeline_run.paths.root
+    ) as url:
         yield url
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
-
-
-def invoke(url: str, rows: list[dict]) -> requests.Response:
-    return requests.post(f"{url}/invocations", json={"dataframe_records": rows}, timeout=60)
 
 
 def test_png_image_returns_nine_task_predictions_with_probabilities(server, pipeline_run):

@@ -49,7 +49,9 @@ WRITERS: dict[str, Callable[[Params, Path], int]] = {
         out, n_images=min(params.data.synthetic.n_samples, 2500), seed=params.data.synthetic.seed
     ),
     "synthetic_signals": lambda params, out: example_data.write_signals(
-        out, n_specimens=max(params.data.synthetic.n_samples // 3, 1), seed=params.data.synthetic.seed
+        out,
+        n_specimens=max(params.data.synthetic.n_samples // 3, 1),
+        seed=params.data.synthetic.seed,
     ),
     "files": _your_files,
 }

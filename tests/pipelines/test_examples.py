@@ -21,6 +21,7 @@ from tests.serving_support import invoke, model_server
 
 EXAMPLES = REPO / "examples"
 NAMES = ("penguins", "multimnist", "signals")
+OVERRIDES = ("--set", "tune.n_trials=2", "--set", "tune.epochs=5", "--set", "train.epochs=60")
 
 
 def shrunk(name: str, root: Path, **sections: dict) -> dict:
@@ -102,8 +103,7 @@ def test_penguins_example_runs_with_one_command_and_serves_raw_features(tmp_path
     project = tmp_path / "examples" / "penguins"
     shutil.copytree(EXAMPLES / "penguins", project)
     result = run(
-        ["mtlflow", "run", "--set", "tune.n_trials=2", "--set", "tune.epochs=5"]
-        + ["--set", "train.epochs=60"],
+        ["mtlflow", "run", *OVERRIDES],
         project,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

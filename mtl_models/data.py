@@ -4,11 +4,12 @@ uint8 image -> tensor conversion."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 
 Transform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 Inputs = Tensor | dict[str, Tensor]  # one input's batch, or several by name
@@ -34,6 +35,37 @@ def _reseed_worker_transform(worker_id: int) -> None:
         reseed(info.seed % 2**32)
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of data-parallel training: rank ``rank`` of ``world_size``."""
+
+    rank: int = 0
+    world_size: int = 1
+
+
+class ShardedBatches(Sampler[list[int]]):
+    """The batches one process would draw, each split across the processes of a DDP run:
+    rank r takes rows r, r + world_size, ... of every batch.
+
+    Every rank draws torch's own shuffled batches from the same generator, the one the
+    DataLoader also seeds its workers from, exactly as a one-process ``shuffle=True`` loader
+    does: together the ranks train on the one-process batches (``batch_size`` is global).
+    """
+
+    def __init__(self, n: int, batch_size: int, shard: Shard, generator: torch.Generator):
+        self.batches = BatchSampler(
+            RandomSampler(range(n), generator=generator), batch_size, drop_last=False
+        )
+        self.shard = shard
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batches:
+            yield batch[self.shard.rank :: self.shard.world_size]
+
+
 def make_loader(
     dataset: Dataset,
     batch_size: int,
@@ -41,18 +73,26 @@ def make_loader(
     shuffle: bool,
     seed: int = 0,
     num_workers: int = 0,
+    pin_memory: bool = False,
+    shard: Shard | None = None,
 ) -> DataLoader[tuple[Tensor, Tensor]]:
-    """Batches in a seeded order; ``num_workers`` processes run the per-sample transform."""
+    """Batches in a seeded order; ``num_workers`` processes run the per-sample transform and
+    stay alive between epochs; ``pin_memory`` for fast, non-blocking copies to a GPU; with a
+    ``shard`` of a DDP run (``shuffle`` only), this process's part of every batch."""
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator,
-        num_workers=num_workers,
-        worker_init_fn=_reseed_worker_transform if num_workers else None,
-        persistent_workers=num_workers > 0,
-    )
+    common: dict = {
+        "generator": generator,
+        "num_workers": num_workers,
+        "worker_init_fn": _reseed_worker_transform if num_workers else None,
+        "persistent_workers": num_workers > 0,
+        "pin_memory": pin_memory,
+    }
+    if shard is not None and shard.world_size > 1:
+        if not shuffle:
+            raise ValueError("a sharded loader is for training batches (shuffle=True)")
+        sampler = ShardedBatches(len(dataset), batch_size, shard, generator)  # type: ignore[arg-type]
+        return DataLoader(dataset, batch_sampler=sampler, **common)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **common)
 
 
 def to_tensor(array: np.ndarray) -> Tensor:
@@ -167,8 +207,12 @@ class AlternatingTaskBatches(Sampler[list[tuple[int, int]]]):
         for _ in range(self.rounds):
             for task, rows in enumerate(self.rows):
                 queue = queues[task]
-                while len(queue) < min(self.batch_size, len(rows)):
-                    queue.extend(self.rng.permutation(rows).tolist())
+                if len(queue) < min(self.batch_size, len(rows)):
+                    # a fresh shuffle tops up the leftover, without repeating a row in a batch
+                    leftover = set(queue)
+                    queue.extend(
+                        r for r in self.rng.permutation(rows).tolist() if r not in leftover
+                    )
                 batch, queues[task] = queue[: self.batch_size], queue[self.batch_size :]
                 yield [(row, task) for row in batch]
 
@@ -180,19 +224,32 @@ def make_schedule_loader(
     schedule: str,
     seed: int = 0,
     num_workers: int = 0,
+    pin_memory: bool = False,
+    shard: Shard | None = None,
 ) -> DataLoader[tuple[Inputs, Tensor]]:
     """The training loader for a schedule: ``joint`` batches use every labelled row of every
-    task at once; ``alternating`` batches train one task each, in turn."""
+    task at once; ``alternating`` batches train one task each, in turn (one process only)."""
     if schedule == "joint":
-        return make_loader(dataset, batch_size, shuffle=True, seed=seed, num_workers=num_workers)
+        return make_loader(
+            dataset,
+            batch_size,
+            shuffle=True,
+            seed=seed,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            shard=shard,
+        )
     if schedule != "alternating":
         raise ValueError(f"unknown schedule '{schedule}'; available: joint, alternating")
+    if shard is not None and shard.world_size > 1:
+        raise ValueError("the alternating schedule runs in one process, not under DDP")
     return DataLoader(
         dataset,
         batch_sampler=AlternatingTaskBatches(dataset.labels, batch_size, seed),
         num_workers=num_workers,
         worker_init_fn=_reseed_worker_transform if num_workers else None,
         persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
     )
 
 

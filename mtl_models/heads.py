@@ -6,7 +6,6 @@ from abc import ABC, abstractmethod
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_models._registry import Registry
@@ -14,6 +13,7 @@ from mtl_models.losses import (
     corn_loss,
     corn_predict,
     corn_probabilities,
+    mse_loss,
     sigmoid_loss,
     softmax_loss,
 )
@@ -54,8 +54,9 @@ class TaskHead(nn.Module, ABC):
         return self.net(features)
 
     @abstractmethod
-    def loss(self, outputs: Tensor, target: Tensor) -> Tensor:
-        """Mean loss over the given (all labelled) samples; ``target`` is float ``[B]``."""
+    def loss(self, outputs: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Mean loss over the samples ``mask`` keeps (all without one); ``target`` is float
+        ``[B]`` and must hold a valid label wherever ``mask`` is 0 too (any class will do)."""
 
     @abstractmethod
     def decode(self, outputs: Tensor) -> Decoded: ...
@@ -71,8 +72,8 @@ class SoftmaxHead(TaskHead):
         assert task.n_classes is not None
         return task.n_classes
 
-    def loss(self, outputs: Tensor, target: Tensor) -> Tensor:
-        return softmax_loss(outputs, target, self.class_weights, self.task.focal_gamma)
+    def loss(self, outputs: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        return softmax_loss(outputs, target, self.class_weights, self.task.focal_gamma, mask)
 
     def decode(self, outputs: Tensor) -> Decoded:
         proba = torch.softmax(outputs, dim=1)
@@ -87,8 +88,9 @@ class SigmoidHead(TaskHead):
     def n_outputs(task: TaskSpec) -> int:
         return 1
 
-    def loss(self, outputs: Tensor, target: Tensor) -> Tensor:
-        return sigmoid_loss(outputs.squeeze(1), target, self.class_weights, self.task.focal_gamma)
+    def loss(self, outputs: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        gamma = self.task.focal_gamma
+        return sigmoid_loss(outputs.squeeze(1), target, self.class_weights, gamma, mask)
 
     def decode(self, outputs: Tensor) -> Decoded:
         positive = torch.sigmoid(outputs.squeeze(1))
@@ -105,8 +107,8 @@ class CornHead(TaskHead):
         assert task.n_classes is not None
         return task.n_classes - 1
 
-    def loss(self, outputs: Tensor, target: Tensor) -> Tensor:
-        return corn_loss(outputs, target, self.class_weights, self.task.focal_gamma)
+    def loss(self, outputs: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        return corn_loss(outputs, target, self.class_weights, self.task.focal_gamma, mask)
 
     def decode(self, outputs: Tensor) -> Decoded:
         return Decoded(corn_predict(outputs), corn_probabilities(outputs))
@@ -120,9 +122,9 @@ class RegressionHead(TaskHead):
     def n_outputs(task: TaskSpec) -> int:
         return 1
 
-    def loss(self, outputs: Tensor, target: Tensor) -> Tensor:
+    def loss(self, outputs: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
         standardised = (target - self.task.target_mean) / self.task.target_std
-        return F.mse_loss(outputs.squeeze(1), standardised)
+        return mse_loss(outputs.squeeze(1), standardised, mask)
 
     def decode(self, outputs: Tensor) -> Decoded:
         value = outputs.squeeze(1) * self.task.target_std + self.task.target_mean

@@ -16,6 +16,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 
+def cell_text(value: object) -> str | None:
+    """A table cell as text, the same from CSV, Parquet and a served request: an integer
+    stored as a float (a Parquet column with gaps) reads "1", not "1.0"; empty is None."""
+    if value is None or (isinstance(value, float | np.floating) and math.isnan(value)):
+        return None
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
 @dataclass(frozen=True)
 class ImageInput:
     """Images read from files (or base64 when serving), resized to ``size`` x ``size``;
@@ -89,7 +99,7 @@ class FeatureInput:
 
     def fit(self, numeric: np.ndarray, categorical: np.ndarray) -> FeatureInput:
         """``numeric`` float ``[N, n]`` (NaN = missing), ``categorical`` object ``[N, c]``
-        of strings (None = missing)."""
+        of cells (None or NaN = missing; compared as :func:`cell_text`)."""
         mean, std = [], []
         for j, column in enumerate(self.numeric):
             values = numeric[:, j][~np.isnan(numeric[:, j])]
@@ -99,7 +109,7 @@ class FeatureInput:
             spread = float(values.std())
             std.append(spread if spread > 0 and math.isfinite(spread) else 1.0)
         categories = tuple(
-            tuple(sorted({v for v in categorical[:, j] if v is not None}))
+            tuple(sorted({t for v in categorical[:, j] if (t := cell_text(v)) is not None}))
             for j in range(len(self.categorical))
         )
         return replace(self, mean=tuple(mean), std=tuple(std), categories=categories)
@@ -116,7 +126,7 @@ class FeatureInput:
             onehot = np.zeros((n, len(cats)))
             index = {c: k for k, c in enumerate(cats)}
             for row, value in enumerate(categorical[:, j]):
-                k = index.get(value)
+                k = index.get(cell_text(value))  # type: ignore[arg-type]
                 if k is not None:
                     onehot[row, k] = 1.0
             parts.append(onehot)

@@ -1,4 +1,9 @@
-"""Loss functions that the heads use; masking of missing labels happens in the model.
+"""Loss functions that the heads use.
+
+Every loss takes an optional ``mask`` ``[B]`` (1 = labelled): the mean runs over the labelled
+samples only, computed without indexing, so a training step never waits on the device to
+learn how many labels a batch holds. A batch without labels gives a zero that is still
+connected to the graph.
 
 Class imbalance: every discrete loss takes optional per-class weights (a sample counts by its
 true class's weight) and a focal ``gamma`` (Lin et al., ICCV 2017: a sample's term is scaled by
@@ -55,8 +60,11 @@ def class_weights(
     return tuple(float(w) for w in weights)
 
 
-def _reduce(terms: Tensor, sample_weight: Tensor | None) -> Tensor:
-    """Mean of per-sample ``terms``, weighted like ``F.cross_entropy(weight=...)`` does."""
+def _reduce(terms: Tensor, sample_weight: Tensor | None, mask: Tensor | None = None) -> Tensor:
+    """Mean of per-sample ``terms``, weighted like ``F.cross_entropy(weight=...)`` does,
+    over the samples ``mask`` keeps."""
+    if mask is not None:
+        sample_weight = mask if sample_weight is None else sample_weight * mask
     if sample_weight is None:
         return terms.mean()
     return (terms * sample_weight).sum() / sample_weight.sum().clamp(min=1e-12)
@@ -72,24 +80,41 @@ def _focal(nll: Tensor, gamma: float) -> Tensor:
 
 
 def softmax_loss(
-    logits: Tensor, target: Tensor, weights: Tensor | None = None, gamma: float = 0.0
+    logits: Tensor,
+    target: Tensor,
+    weights: Tensor | None = None,
+    gamma: float = 0.0,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """Cross-entropy over ``[B, K]`` logits, with optional class weights and focal ``gamma``."""
     y = target.long()
     nll = F.cross_entropy(logits, y, reduction="none")
-    return _reduce(_focal(nll, gamma), None if weights is None else weights[y])
+    return _reduce(_focal(nll, gamma), None if weights is None else weights[y], mask)
 
 
 def sigmoid_loss(
-    logit: Tensor, target: Tensor, weights: Tensor | None = None, gamma: float = 0.0
+    logit: Tensor,
+    target: Tensor,
+    weights: Tensor | None = None,
+    gamma: float = 0.0,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """Binary cross-entropy over ``[B]`` logits, with optional class weights and focal ``gamma``."""
     nll = F.binary_cross_entropy_with_logits(logit, target.float(), reduction="none")
-    return _reduce(_focal(nll, gamma), None if weights is None else weights[target.long()])
+    return _reduce(_focal(nll, gamma), None if weights is None else weights[target.long()], mask)
+
+
+def mse_loss(prediction: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean squared error over the samples ``mask`` keeps."""
+    return _reduce((prediction - target) ** 2, None, mask)
 
 
 def corn_loss(
-    logits: Tensor, target: Tensor, weights: Tensor | None = None, gamma: float = 0.0
+    logits: Tensor,
+    target: Tensor,
+    weights: Tensor | None = None,
+    gamma: float = 0.0,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """CORN loss for ordinal targets (Shi, Cao & Raschka, 2023, "Deep neural networks for
     rank-consistent ordinal regression based on conditional probabilities", Pattern Anal. Appl.).
@@ -103,6 +128,7 @@ def corn_loss(
         target: ``[B]`` integer levels in ``0..K-1``.
         weights: optional ``[K]`` per-level weights; a sample's terms count by its level's.
         gamma: focal exponent applied to each binary sub-task term.
+        mask: optional ``[B]``, 1 for the samples to learn from.
     """
     n_thresholds = logits.shape[1]
     levels = torch.arange(n_thresholds, device=logits.device)
@@ -112,6 +138,8 @@ def corn_loss(
     bce = _focal(F.binary_cross_entropy_with_logits(logits, exceeds, reduction="none"), gamma)
     if weights is not None:
         in_subset = in_subset * weights[y]
+    if mask is not None:
+        in_subset = in_subset * mask.unsqueeze(1)
     return (bce * in_subset).sum() / in_subset.sum().clamp(min=1e-12)
 
 

@@ -132,22 +132,18 @@ class MultiTaskModel(nn.Module):
     def task_loss_terms(self, outputs: dict[str, Tensor], labels: Tensor) -> list[Tensor]:
         """One scalar loss per task: its mean over the samples labelled for it.
 
-        ``labels`` is ``[B, T]`` float with NaN for a missing label. A task with no labelled
-        sample in the batch contributes a zero that is still connected to the graph, so every
-        parameter keeps receiving a (zero) gradient. The terms stay separate tensors (not
-        views of one stacked tensor) so each can be back-propagated on its own.
+        ``labels`` is ``[B, T]`` float with NaN for a missing label. Missing labels are masked
+        rather than indexed away, so the step needs no device-to-host sync; a task with no
+        labelled sample in the batch contributes a zero that is still connected to the graph,
+        so every parameter keeps receiving a (zero) gradient. The terms stay separate tensors
+        (not views of one stacked tensor) so each can be back-propagated on its own.
         """
         terms = []
         for t, name in enumerate(self.task_names):
             target = labels[:, t]
             present = ~torch.isnan(target)
-            out = outputs[name]
-            if bool(present.all()):
-                terms.append(self.head(name).loss(out, target))
-            elif bool(present.any()):
-                terms.append(self.head(name).loss(out[present], target[present]))
-            else:
-                terms.append(out.sum() * 0.0)
+            filled = torch.where(present, target, torch.zeros_like(target))  # any valid label
+            terms.append(self.head(name).loss(outputs[name], filled, present.to(target.dtype)))
         return terms
 
     def task_losses(self, outputs: dict[str, Tensor], labels: Tensor) -> Tensor:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from mtl_models.acceleration import Acceleration
 from mtl_models.affinity import lookahead_affinity
 from mtl_models.data import Inputs, head_of, to_device
 from mtl_models.metrics import summarize, task_metrics
@@ -140,7 +141,17 @@ class Trainer:
         affinity_every: int | None = None,
         affinity_lr: float | None = None,
         affinity_samples: int | None = None,
+        acceleration: Acceleration | None = None,
     ):
+        acceleration = acceleration or Acceleration()
+        if acceleration.data_parallel and not weighting.supports_data_parallel:
+            raise ValueError(
+                f"{type(weighting).__name__} is not supported under DDP: each process would "
+                "weigh its own shard differently; use a method with supports_data_parallel "
+                "(equal, static)"
+            )
+        if acceleration.data_parallel and affinity_every is not None:
+            raise ValueError("affinity steps the model outside DDP: turn it off under DDP")
         if weighting.needs_task_gradients and not model.shared_parameters():
             raise ValueError(
                 f"{type(weighting).__name__} needs per-task gradients of shared parameters, but "
@@ -158,6 +169,8 @@ class Trainer:
         self._step = 0
         self.device = torch.device(device)
         self.model = model.to(self.device)
+        self.acceleration = acceleration
+        self.forward = acceleration.forward(self.model, self.device)
         self.weighting = weighting.to(self.device)
         self.epochs = epochs
         self.patience = patience
@@ -182,7 +195,7 @@ class Trainer:
         affinity_count = torch.zeros(n_tasks, n_tasks, device=self.device)
         steps = weighted_steps = cosine_steps = 0
         for inputs, labels in loader:
-            inputs = to_device(inputs, self.device)
+            inputs = self.acceleration.layout(to_device(inputs, self.device))
             labels = labels.to(self.device, non_blocking=True)
             if self.affinity_every and self._step % self.affinity_every == 0:
                 lr = self.affinity_lr or self.optimizer.param_groups[0]["lr"]
@@ -191,8 +204,9 @@ class Trainer:
                 affinity_sum += torch.nan_to_num(z)
                 affinity_count += ~torch.isnan(z)
             self._step += 1
-            outputs, features = self.model.forward_with_features(inputs)
-            losses = self.model.task_loss_terms(outputs, labels)
+            with self.acceleration.autocast(self.device):
+                outputs, features = self.forward(inputs)
+                losses = self.model.task_loss_terms(outputs, labels)
             self.optimizer.zero_grad(set_to_none=True)
             step = weighting.backward(losses, features, shared)
             self.optimizer.step()

@@ -44,9 +44,12 @@ def _startup() -> None:
 def _run_stages(names: tuple[str, ...], params_file: Path, overrides: list[str] | None) -> None:
     from pipelines import stages
     from pipelines.config import load_params
+    from pipelines.distributed import check_stage
     from pipelines.files import ProjectPaths
 
     try:
+        for name in names:
+            check_stage(name)
         params = load_params(params_file, overrides or [])
         paths = ProjectPaths(Path.cwd())
         for name in names:
@@ -90,7 +93,10 @@ def baselines(params: ParamsOption = Path("params.yaml"), set_: SetOption = None
 
 @app.command()
 def train(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Train (with reports/best_params.yaml over params); write models/ and an MLflow run."""
+    """Train (with reports/best_params.yaml over params); write models/ and an MLflow run.
+
+    Data-parallel under torchrun: `torchrun --nproc_per_node N -m pipelines.cli train`.
+    """
     _run_stages(("train",), params, set_)
 
 

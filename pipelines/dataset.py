@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from mtl_models.inputs import FeatureInput, ImageInput, InputSpec, SignalInput
+from mtl_models.inputs import FeatureInput, ImageInput, InputSpec, SignalInput, cell_text
 from mtl_models.tasks import TaskSpec
 from pipelines.config import (
     ColumnRef,
@@ -82,9 +83,8 @@ def _label_values(raw: pd.Series, task: TaskSpec) -> np.ndarray:
     if task.classes is None:
         return pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
     index = {name: float(k) for k, name in enumerate(task.classes)}
-    return np.array(
-        [np.nan if pd.isna(v) else index.get(str(v).strip(), -1.0) for v in raw], dtype=float
-    )
+    texts = [cell_text(v) for v in raw]
+    return np.array([np.nan if t is None else index.get(t, -1.0) for t in texts], dtype=float)
 
 
 def _shown(value: object) -> str:
@@ -120,21 +120,27 @@ def read_labels(table: Table, tasks: Sequence[TaskSpec], params: Params) -> np.n
 
 
 def _gather(
-    table: Table, paths: Sequence[str], column: str, read: Callable[[Path], np.ndarray]
+    table: Table,
+    cells: Sequence[Any],
+    column: str,
+    read: Callable[[Any], np.ndarray],
+    files: bool = True,
 ) -> list[np.ndarray]:
-    """``read`` every file, collecting every failure into one DataError (count + first few)."""
+    """``read`` every cell (a file path, or an array), collecting every failure into one
+    DataError (count + first few)."""
     out, problems = [], []
-    for row, rel in enumerate(paths):
-        path = Path(str(rel))
+    for row, cell in enumerate(cells):
+        shown = Path(str(cell)) if files else "value"
         try:
-            if pd.isna(rel) or str(rel).strip() == "":
+            if cell is None or (files and cell_text(cell) in (None, "")):
                 raise ValueError("empty cell")
-            out.append(read(path))
-        except (OSError, ValueError, UnidentifiedImageError) as exc:
-            problems.append(f"{table.row(row)}, column '{column}': {path} ({exc})")
+            out.append(read(Path(str(cell)) if files else cell))
+        except (OSError, ValueError, TypeError, UnidentifiedImageError) as exc:
+            problems.append(f"{table.row(row)}, column '{column}': {shown} ({exc})")
     if problems:
+        what = "files" if files else "values"
         raise DataError(
-            f"{table.source}: {len(problems)} of {len(paths)} files in column '{column}' are "
+            f"{table.source}: {len(problems)} of {len(cells)} {what} in column '{column}' are "
             "missing or unreadable\n  " + _listing(problems)
         )
     return out
@@ -162,8 +168,8 @@ def _signal_channel(table: Table, name: str, cfg: SignalInputConfig, c: int, roo
     if cfg.columns:
         column = table.column(cfg.columns[c], f"data.inputs.{name}.columns[{c}]")
         cells = table.frame[column].tolist()
-        if table.source.suffix == ".parquet" and len(cells) and not isinstance(cells[0], str):
-            return [np.asarray(v, dtype=float) for v in cells]  # an array column
+        if any(isinstance(v, list | tuple | np.ndarray) for v in cells):  # a Parquet array column
+            return _gather(table, cells, column, lambda v: np.asarray(v, dtype=float), files=False)
         return _gather(table, cells, column, lambda p: np.load(root / p).astype(float))
     folder = root / cfg.folders[c]
     files = sorted(folder.glob("*.npy")) if folder.is_dir() else []
@@ -176,19 +182,26 @@ def _signal_channel(table: Table, name: str, cfg: SignalInputConfig, c: int, roo
 
 
 def load_signals(table: Table, name: str, cfg: SignalInputConfig, root: Path) -> np.ndarray:
-    """Raw signals, float ``[N, channels, length]``; every one must be 1-D of one length."""
+    """Raw signals, float ``[N, channels, length]``: every one finite, 1-D and of the length
+    most rows have (the rows that differ are listed)."""
     channels = [
         _signal_channel(table, name, cfg, c, root) for c in range(len(cfg.columns or cfg.folders))
     ]
-    length = channels[0][0].shape
-    for c, signals in enumerate(channels):
-        for row, signal in enumerate(signals):
-            if signal.ndim != 1 or signal.shape != length or not np.isfinite(signal).all():
-                raise DataError(
-                    f"{table.source}: {table.row(row)}, input '{name}' channel {c}: expected a "
-                    f"finite 1-D signal of {length[0]} samples like row "
-                    f"{table.row(0).split()[-1]}'s, got shape {signal.shape}"
-                )
+    shapes = [s.shape for signals in channels for s in signals]
+    length = max(set(shapes), key=shapes.count)
+    problems = [
+        f"{table.row(row)}, input '{name}' channel {c}: shape {signal.shape}"
+        + ("" if np.isfinite(signal).all() else ", not finite")
+        for c, signals in enumerate(channels)
+        for row, signal in enumerate(signals)
+        if signal.shape != length or len(length) != 1 or not np.isfinite(signal).all()
+    ]
+    if problems:
+        raise DataError(
+            f"{table.source}: {len(problems)} signals are not finite 1-D arrays of "
+            f"{length[0] if len(length) == 1 else length} samples (as most rows are)\n  "
+            + _listing(problems)
+        )
     return np.stack([np.stack(s) for s in channels], axis=1)
 
 
@@ -215,7 +228,7 @@ def read_features(
         raise DataError(f"{table.source}: non-numeric features\n  " + _listing(problems))
     categorical = np.empty((len(table.frame), len(categorical_cols)), dtype=object)
     for j, column in enumerate(categorical_cols):
-        categorical[:, j] = [None if pd.isna(v) else str(v) for v in table.frame[column]]
+        categorical[:, j] = [cell_text(v) for v in table.frame[column]]
     return numeric, categorical, numeric_cols, categorical_cols
 
 

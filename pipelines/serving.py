@@ -111,9 +111,9 @@ def _features(frame: pd.DataFrame, spec: FeatureInput) -> np.ndarray:
             value = frame[column].iloc[bad[0]]
             raise InvalidRequest(f"row {bad[0]}: '{column}' wants a number or null, not {value!r}")
         numeric[:, j] = values
-    categorical = np.array(
-        [[None if pd.isna(v) else str(v) for v in frame[c]] for c in spec.categorical], dtype=object
-    ).T.reshape(len(frame), len(spec.categorical))
+    categorical = np.array([list(frame[c]) for c in spec.categorical], dtype=object).T.reshape(
+        len(frame), len(spec.categorical)
+    )
     return spec.encode(numeric, categorical)
 
 

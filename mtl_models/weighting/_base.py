@@ -10,6 +10,11 @@ exactly that, never testing a method's name:
 - learnable parameters (UW, IMTL-L): ``optimizer_parameters()``, which the trainer adds to
   its optimiser (a method that updates its own state, like FAMO, returns none).
 - epoch-level state (DWA): ``end_epoch``, called once per epoch.
+- ``supports_data_parallel``: the update is a fixed linear combination of the task losses,
+  so DDP's averaging of each process's gradients gives exactly the one-process update.
+  Methods with learned or loss-dependent weights, or that combine per-task gradients, would
+  each weigh their own shard differently (and DDP's all-reduce would mix per-task gradients),
+  so the trainer refuses them under DDP.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class Weighting(nn.Module, ABC):
 
     needs_task_gradients: ClassVar[bool] = False
     needs_losses_after_step: ClassVar[bool] = False
+    supports_data_parallel: ClassVar[bool] = False
 
     def __init__(self, task_names: Sequence[str], **hyperparameters: Any):
         super().__init__()

@@ -40,6 +40,8 @@ class ScalarizerWeighting(Weighting):
 class EqualWeighting(ScalarizerWeighting):
     """The plain sum of task losses (every weight 1)."""
 
+    supports_data_parallel = True
+
     def __init__(self, task_names: Sequence[str]):
         super().__init__(task_names, Sum())
 
@@ -47,6 +49,8 @@ class EqualWeighting(ScalarizerWeighting):
 @WEIGHTINGS.register("static")
 class StaticWeighting(ScalarizerWeighting):
     """Fixed, hand-set weights; tasks not named keep weight 1."""
+
+    supports_data_parallel = True
 
     def __init__(self, task_names: Sequence[str], weights: Mapping[str, float] | None = None):
         weights = dict(weights or {})

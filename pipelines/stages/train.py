@@ -5,24 +5,27 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import mlflow
 import numpy as np
 import torch
 
+from mtl_models.acceleration import Acceleration, bf16_supported
 from mtl_models.affinity import mean_affinity, suggest_groups
 from mtl_models.augmentation import ResolvedPolicy
-from mtl_models.data import MultiTaskDataset, make_loader, make_schedule_loader
+from mtl_models.data import MultiTaskDataset, Shard, make_loader, make_schedule_loader
 from mtl_models.inputs import ImageInput, InputSpec
 from mtl_models.losses import ClassWeighting, class_weights
 from mtl_models.metrics import majority_labels
 from mtl_models.model import ModelSpec, MultiTaskModel, build_model, save_checkpoint
 from mtl_models.tasks import TaskSpec
-from mtl_models.training import Callback, FitResult, Trainer, resolve_device
+from mtl_models.training import Callback, FitResult, Trainer
 from mtl_models.weighting import build_weighting
 from pipelines import plots, tracking
 from pipelines.best_params import apply_best_params
-from pipelines.config import Params
+from pipelines.config import Params, overlay
+from pipelines.distributed import device_for, process_group
 from pipelines.files import ProjectPaths, atomic_dir, write_json
 from pipelines.serving import example_request, log_pyfunc_model
 from pipelines.stages.augment import (
@@ -94,10 +97,13 @@ def fit(
     policy: ResolvedPolicy,
     callbacks: Sequence[Callback] = (),
     input_specs: Sequence[InputSpec] = (),
+    shard: Shard | None = None,
 ) -> Fitted:
     """Build the model, weighting and loaders ``params`` describe and train; ``train``,
     every tuning trial and every baseline go through here. ``input_specs`` are the split's
-    (``load_input_specs``): the encodings the served model applies to raw inputs."""
+    (``load_input_specs``): the encodings the served model applies to raw inputs. ``shard``:
+    this process's part of a DDP run (``pipelines.distributed``)."""
+    shard = shard or Shard()
     cfg = params.train
     (train_inputs, train_labels), (val_inputs, val_labels) = train_data, val_data
     seed_everything(cfg.seed)
@@ -108,7 +114,10 @@ def fit(
     weighting = build_weighting(
         cfg.weighting.method, [t.name for t in tasks], **cfg.weighting_kwargs()
     )
-    device = resolve_device(cfg.device)
+    device = device_for(params, shard)
+    if shard.world_size > 1 and device.type == "cuda":
+        # small per-GPU batches: normalise over the global batch, as one process would
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     transform = policy.build(seed=cfg.seed)
     train_loader = make_schedule_loader(
         MultiTaskDataset(train_inputs, train_labels, transform, image_input(params)),
@@ -116,6 +125,8 @@ def fit(
         schedule=cfg.schedule,
         seed=cfg.seed,
         num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        shard=shard,
     )
     val_loader = make_loader(MultiTaskDataset(val_inputs, val_labels), 256, shuffle=False)
     trainer = Trainer(
@@ -131,9 +142,25 @@ def fit(
         affinity_every=cfg.affinity.every if measures_affinity(params) else None,
         affinity_lr=cfg.affinity.lr,
         affinity_samples=cfg.affinity.samples,
+        acceleration=acceleration(params, device, shard),
     )
     result = trainer.fit(train_loader, val_loader)
     return Fitted(model=model, spec=spec, result=result, tasks=tasks, device=device)
+
+
+def acceleration(params: Params, device: torch.device, shard: Shard) -> Acceleration:
+    """``train.precision``/``channels_last``/``compile`` resolved for the device: ``auto``
+    means bf16 autocast and channels-last images on CUDA, plain fp32 elsewhere."""
+    cfg = params.train
+    cuda = device.type == "cuda"
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda and bf16_supported(device))
+    wanted = cuda if cfg.channels_last == "auto" else cfg.channels_last
+    return Acceleration(
+        bf16=bf16,
+        channels_last=bool(wanted) and image_input(params) is not None,
+        compile=cfg.compile,
+        data_parallel=shard.world_size > 1,
+    )
 
 
 def _image_specs(inputs: Inputs) -> list[InputSpec]:
@@ -217,14 +244,32 @@ def write_affinity_report(
 
 
 def train(params: Params, paths: ProjectPaths) -> dict[str, object]:
-    """Train, write ``models/`` and log everything to one MLflow run; returns ``run.json``."""
+    """Train, write ``models/`` and log everything to one MLflow run; returns ``run.json``.
+
+    Under ``torchrun`` every process trains its shard of each batch (DDP) and only rank 0
+    logs and writes; the others return an empty dict."""
     params, tuned = apply_best_params(params, paths)
+    with process_group(params) as shard:
+        if shard.world_size > 1 and params.train.affinity.enabled:
+            params = overlay(params, {"train.affinity.enabled": False}, source="DDP")
+            if shard.rank == 0:
+                print("train: no task affinity under DDP (it steps the model outside DDP)")
+        return _train(params, tuned, paths, shard)
+
+
+def _train(
+    params: Params, tuned: dict[str, Any] | None, paths: ProjectPaths, shard: Shard
+) -> dict[str, object]:
     cfg = params.train
     tasks = params.task_specs()
     train_inputs, train_labels = load_split(paths, "train", tasks)
     val_inputs, val_labels = load_split(paths, "val", tasks)
     input_specs = load_input_specs(paths)
     policy = resolve_augmentation(params)  # fails before training
+    train_data, val_data = (train_inputs, train_labels), (val_inputs, val_labels)
+    if shard.rank != 0:  # trains its shard; rank 0 logs and writes
+        fit(params, train_data, val_data, policy, input_specs=input_specs, shard=shard)
+        return {}
     print(policy.describe())
 
     with tracking.training_run(params, paths.root, run_name="train") as run:
@@ -251,15 +296,18 @@ def train(params: Params, paths: ProjectPaths) -> dict[str, object]:
         print(
             f"train: {len(train_labels)} train / {len(val_labels)} val samples, "
             f"{len(tasks)} tasks, weighting {cfg.weighting.method}, "
-            f"device {resolve_device(cfg.device)}, MLflow run {run.info.run_id}"
+            f"device {device_for(params, shard)}"
+            + (f" x {shard.world_size} processes (DDP)" if shard.world_size > 1 else "")
+            + f", MLflow run {run.info.run_id}"
         )
         fitted = fit(
             params,
-            (train_inputs, train_labels),
-            (val_inputs, val_labels),
+            train_data,
+            val_data,
             policy,
             callbacks=[tracking.EpochPrinter(), tracking.MlflowEpochLogger()],
             input_specs=input_specs,
+            shard=shard,
         )
         result, model, spec = fitted.result, fitted.model, fitted.spec
         mlflow.log_metrics({"best_epoch": result.best_epoch, "best_val_score": result.best_score})

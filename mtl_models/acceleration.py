@@ -1,0 +1,82 @@
+"""How a training step runs on its device: bf16 autocast, channels-last images,
+``torch.compile`` and DistributedDataParallel. The trainer asks this object, never the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mtl_models.data import Inputs
+from mtl_models.model import MultiTaskModel
+
+Forward = Callable[[Inputs], tuple[dict[str, Tensor], Tensor]]
+
+
+class _ForwardWithFeatures(nn.Module):
+    """The model's ``forward_with_features`` as a module ``forward``, so DDP (which hooks
+    ``forward``) and ``torch.compile`` see the whole step's forward pass."""
+
+    def __init__(self, model: MultiTaskModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: Inputs) -> tuple[dict[str, Tensor], Tensor]:
+        return self.model.forward_with_features(inputs)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu"
+
+
+@dataclass(frozen=True)
+class Acceleration:
+    """Step options; all off is plain fp32 eager PyTorch on one process.
+
+    - ``bf16``: autocast the forward pass and losses to bfloat16 (weights and optimiser stay
+      fp32; no loss scaling is needed, unlike fp16).
+    - ``channels_last``: NHWC memory layout for 4-D image batches and the model, which
+      tensor-core convolutions prefer.
+    - ``compile``: ``torch.compile`` the forward pass (the first steps pay the compile time).
+    - ``data_parallel``: wrap the forward pass in ``DistributedDataParallel``; the process
+      group must be initialised (``torchrun``), each process trains on its shard of every
+      batch and DDP averages the gradients.
+    """
+
+    bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    data_parallel: bool = False
+
+    def forward(self, model: MultiTaskModel, device: torch.device) -> Forward:
+        """The forward function the training step calls (the model moved and wrapped)."""
+        if self.bf16 and not bf16_supported(device):
+            raise ValueError(f"bf16 autocast is not supported on {device}")
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        step: nn.Module = _ForwardWithFeatures(model)
+        if self.data_parallel:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device] if device.type == "cuda" else None
+            step = DistributedDataParallel(step, device_ids=ids)
+        return torch.compile(step) if self.compile else step  # type: ignore[return-value]
+
+    def autocast(self, device: torch.device) -> AbstractContextManager[object]:
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def layout(self, inputs: Inputs) -> Inputs:
+        """Image batches (4-D) in channels-last layout when asked; anything else as it is."""
+        if not self.channels_last:
+            return inputs
+
+        def one(t: Tensor) -> Tensor:
+            return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+        return one(inputs) if isinstance(inputs, Tensor) else {k: one(v) for k, v in inputs.items()}

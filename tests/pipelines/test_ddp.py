@@ -1,0 +1,130 @@
+"""Data-parallel training: `torchrun --nproc_per_node 2 -m pipelines.cli train` on CPU (gloo)
+gives the model one process trains, and only rank 0 logs to MLflow and writes files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from pipelines import stages
+from pipelines.config import load_params
+from pipelines.files import ProjectPaths
+from tests.helpers import run
+
+pytestmark = pytest.mark.slow
+
+TORCHRUN = ["torchrun", "--nproc_per_node", "2", "-m", "pipelines.cli"]
+
+
+def tabular_project(root: Path) -> Path:
+    """A files-source table (no missing labels, so each process's mean loss is the global
+    one) for an MLP without dropout or BatchNorm: DDP should change nothing at all."""
+    rng = np.random.default_rng(0)
+    n = 236  # 140 train rows: every batch of 32 (and the last, 12) splits evenly in two
+    x = rng.normal(size=(n, 3))
+    frame = pd.DataFrame(x, columns=["a", "b", "c"])
+    frame["kind"] = np.digitize(x[:, 0] + 0.5 * x[:, 1], [-0.5, 0.5])
+    frame["value"] = 2 * x[:, 2] - x[:, 1] + rng.normal(scale=0.1, size=n)
+    (root / "data" / "table").mkdir(parents=True)
+    frame.to_csv(root / "data" / "table" / "rows.csv", index=False)
+    params = {
+        "data": {
+            "source": "files",
+            "dir": "data/table",
+            "table": "rows.csv",
+            "inputs": {"x": {"kind": "features", "numeric": ["a", "b", "c"]}},
+        },
+        "tasks": {
+            "kind": {"kind": "classification", "n_classes": 3},
+            "value": {"kind": "regression"},
+        },
+        "augment": {"enabled": False},
+        "model": {
+            "backbone": {"name": "mlp", "width": 8, "depth": 2},
+            "head_hidden": 16,
+            "dropout": 0.0,
+        },
+        "train": {"epochs": 3, "batch_size": 32, "patience": None, "affinity": {"enabled": True}},
+        "tune": {"enabled": False},
+        "register": {"model_name": "ddp-tabular"},
+        "tracking": {"uri": f"sqlite:///{root / 'mlflow.db'}", "experiment": "ddp"},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    loaded, paths = load_params(root / "params.yaml"), ProjectPaths(root)
+    for stage in ("prepare", "split", "tune"):
+        getattr(stages, stage)(loaded, paths)
+    return root
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tabular_project(tmp_path_factory.mktemp("ddp") / "template")
+
+
+def copy_of(template: Path, dest: Path) -> Path:
+    """The prepared project at ``dest``, its MLflow store its own."""
+    shutil.copytree(template, dest)
+    params = dest / "params.yaml"
+    params.write_text(params.read_text().replace(str(template), str(dest)))
+    return dest
+
+
+def train_runs(root: Path) -> list:
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    return mlflow.search_runs(
+        experiment_names=["ddp"],
+        filter_string="tags.`mtlflow.stage` = 'train'",
+        output_format="list",
+    )
+
+
+def test_two_gloo_processes_train_the_one_process_model(template, tmp_path):
+    single, ddp = copy_of(template, tmp_path / "single"), copy_of(template, tmp_path / "ddp")
+
+    one = run(["mtlflow", "train"], single)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run([*TORCHRUN, "train"], ddp)
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+    assert "x 2 processes (DDP)" in two.stdout
+    assert "no task affinity under DDP" in two.stdout
+
+    a = torch.load(single / "models" / "model.pt", weights_only=True)
+    b = torch.load(ddp / "models" / "model.pt", weights_only=True)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
+    score_one = json.loads((single / "models" / "run.json").read_text())["best_val_score"]
+    score_two = json.loads((ddp / "models" / "run.json").read_text())["best_val_score"]
+    assert score_two == pytest.approx(score_one, abs=1e-6)
+    # rank 0 alone logged one training run with its per-epoch metrics
+    (logged,) = train_runs(ddp)
+    history = mlflow.MlflowClient().get_metric_history(logged.info.run_id, "val/score")
+    assert [m.step for m in history] == [1, 2, 3]
+
+
+def test_a_weighting_ddp_cannot_reproduce_is_refused_before_training(template, tmp_path):
+    project = copy_of(template, tmp_path / "p")
+    result = run(
+        [*TORCHRUN, "train", "--set", "train.weighting.method=uw"],
+        project,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "train.weighting.method 'uw' is not supported under DDP" in output
+    assert "Supported: equal, static" in output
+    assert not (project / "models").exists() and train_runs(project) == []
+
+
+def test_other_stages_refuse_to_run_under_torchrun(template, tmp_path):
+    project = copy_of(template, tmp_path / "p")
+    result = run([*TORCHRUN, "split"], project)
+    assert result.returncode != 0
+    assert "`split` does not run under torchrun" in result.stdout + result.stderr

@@ -41,7 +41,7 @@ def main() -> None:
     params, _ = apply_best_params(load_params(Path("params.yaml")), paths)
     tasks = params.task_specs()
     train, val = load_split(paths, "train", tasks), load_split(paths, "val", tasks)
-    policy = resolve_augmentation(params, image_size=train[0].shape[1])
+    policy = resolve_augmentation(params)
     configs: dict[str, tuple[int, int] | None] = {"off": None}
     for k in args.every:
         for n in args.samples:

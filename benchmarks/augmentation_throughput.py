@@ -40,6 +40,7 @@ def training_rate(params, dataset, workers: int, epochs: int) -> float:
     import torch
 
     from mtl_models.data import make_loader
+    from mtl_models.inputs import ImageInput
     from mtl_models.model import build_model
     from mtl_models.training import Trainer, resolve_device
     from mtl_models.weighting import build_weighting
@@ -48,7 +49,7 @@ def training_rate(params, dataset, workers: int, epochs: int) -> float:
     torch.manual_seed(0)
     tasks = params.task_specs()
     size = dataset.images.shape[1]
-    model = build_model(model_spec(params, tasks, size, channels=1))
+    model = build_model(model_spec(params, tasks, [ImageInput("image", size, 1)]))
     weighting = build_weighting(
         params.train.weighting.method, [t.name for t in tasks], **params.train.weighting_kwargs()
     )

@@ -71,7 +71,8 @@ def main() -> None:
         )
         + "]"
     )
-    images, labels = load_split(ProjectPaths(args.project), "test", tasks)
+    inputs, labels = load_split(ProjectPaths(args.project), "test", tasks)
+    images = inputs["image"]
     top = max(t.n_classes or 0 for t in tasks) - 1
     results: dict[str, dict[str, tuple[float, float, float, float]]] = {}
     with tempfile.TemporaryDirectory() as scratch:

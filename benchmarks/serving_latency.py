@@ -131,7 +131,7 @@ def main() -> None:
     args = parser.parse_args()
     paths = ProjectPaths(Path.cwd())
     params = load_params(paths.root / "params.yaml")
-    images, _ = load_split(paths, "test", params.task_specs())
+    images = load_split(paths, "test", params.task_specs())[0]["image"]
     rows = [{"image": encode_png(img)} for img in images[:64]]
     uri = tracking_uri(params)
     mlflow.set_tracking_uri(uri)

@@ -12,10 +12,17 @@ In one process, alternating the two so machine noise hits both alike:
   which also scores the validation split every epoch: its samples/s counts train samples
   over the whole wall time.
 
+- model only: the same number of steps on one random batch already on the device (no
+  loader, no copies): the floor the data pipeline and the framework should approach.
+
+`--bf16`, `--channels-last` and `--compile` apply to every loop alike (autocast, NHWC layout,
+`torch.compile` of the forward pass; the Trainer gets them through `Acceleration`).
+
 Run from a project with its splits (`dvc repro` or `mtlflow prepare && mtlflow split`):
 
     python benchmarks/trainer_overhead.py                 # 3 epochs, 2 repeats
-    python benchmarks/trainer_overhead.py --epochs 5 --repeats 3 --device cuda
+    python benchmarks/trainer_overhead.py --epochs 5 --repeats 3 --device cuda --bf16 \
+        --channels-last --compile
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from pathlib import Path
 import mlflow
 import torch
 
+from mtl_models.acceleration import Acceleration
 from mtl_models.data import MultiTaskImageDataset, make_loader
 from mtl_models.metrics import majority_labels
 from mtl_models.model import build_model
@@ -38,7 +46,7 @@ from pipelines import runtime
 from pipelines.best_params import apply_best_params
 from pipelines.config import load_params
 from pipelines.files import ProjectPaths
-from pipelines.stages.split import load_split
+from pipelines.stages.split import load_input_specs, load_split
 from pipelines.stages.train import fit_task_specs, model_spec, seed_everything
 from pipelines.tracking import MlflowEpochLogger
 
@@ -48,7 +56,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC images and model")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the forward pass")
     args = parser.parse_args()
+    accel = Acceleration(bf16=args.bf16, channels_last=args.channels_last, compile=args.compile)
     runtime.keep_freed_memory()
     paths = ProjectPaths(Path.cwd())
     params, _ = apply_best_params(load_params(paths.root / "params.yaml"), paths)
@@ -56,8 +68,9 @@ def main() -> None:
     tasks = params.task_specs()
     images, labels = load_split(paths, "train", tasks)
     val_images, val_labels = load_split(paths, "val", tasks)
+    images, val_images = images["image"], val_images["image"]
     fitted_tasks = fit_task_specs(tasks, labels)
-    spec = model_spec(params, fitted_tasks, image_size=images.shape[1], channels=images.shape[3])
+    spec = model_spec(params, fitted_tasks, load_input_specs(paths))
     device = resolve_device(args.device)
 
     def loader():  # a fresh, identically seeded loader for every measurement
@@ -67,25 +80,52 @@ def main() -> None:
 
     val_loader = make_loader(MultiTaskImageDataset(val_images, val_labels), 256, shuffle=False)
 
-    def bare(validate: bool = False) -> float:
+    def bare_model() -> tuple[torch.nn.Module, torch.nn.Module, torch.optim.Optimizer]:
         seed_everything(cfg.seed)
         model = build_model(spec).to(device)
+        if args.channels_last:
+            model.to(memory_format=torch.channels_last)
+        forward = torch.compile(model) if args.compile else model
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return model, forward, opt
+
+    def bare_step(model, forward, opt, x, y) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            loss = torch.stack(model.task_loss_terms(forward(x), y)).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def layout(x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if args.channels_last else x
+
+    def bare(validate: bool = False) -> float:
+        model, forward, opt = bare_model()
         batches = loader()
         start = time.perf_counter()
         for _ in range(args.epochs):
             model.train()
             for x, y in batches:
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                loss = torch.stack(model.task_loss_terms(model(x), y)).sum()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                x, y = layout(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+                bare_step(model, forward, opt, x, y)
             if validate:  # what fit adds per epoch: a forward pass over the validation split
                 model.eval()
                 with torch.no_grad():
                     for x, _ in val_loader:
                         model(x.to(device, non_blocking=True))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    def model_only() -> float:
+        model, forward, opt = bare_model()
+        model.train()
+        x, y = next(iter(loader()))
+        x, y = layout(x.to(device)), y.to(device)
+        steps = len(loader()) * args.epochs
+        start = time.perf_counter()
+        for _ in range(steps):
+            bare_step(model, forward, opt, x, y)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start
@@ -101,6 +141,7 @@ def main() -> None:
             device=device,
             majority=majority_labels(labels, tasks),
             callbacks=callbacks,
+            acceleration=accel,
         )
 
     def trainer_epochs() -> float:
@@ -121,6 +162,7 @@ def main() -> None:
                 return time.perf_counter() - start
 
     runs = {
+        "model only (one batch on the device)": model_only,
         "bare loop": bare,
         "Trainer epochs": trainer_epochs,
         "bare loop + validation pass": lambda: bare(validate=True),
@@ -135,7 +177,8 @@ def main() -> None:
     base = statistics.median(times["bare loop"])
     print(
         f"\n{len(images)} train samples x {args.epochs} epochs, batch {cfg.batch_size}, "
-        f"device {device}, torch threads {torch.get_num_threads()}, median of {args.repeats}"
+        f"device {device}, torch threads {torch.get_num_threads()}, median of {args.repeats}, "
+        f"bf16 {args.bf16}, channels-last {args.channels_last}, compile {args.compile}"
     )
     print("| loop | samples/s | ratio to bare loop |\n|---|---:|---:|")
     for name, values in times.items():

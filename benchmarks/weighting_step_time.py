@@ -29,6 +29,7 @@ def measure(method: str, params_file: Path, steps: int, warmup: int, device_name
     import torch
 
     from mtl_models.data import images_to_tensor
+    from mtl_models.inputs import ImageInput
     from mtl_models.model import build_model
     from mtl_models.synthetic import generate_defect_dataset
     from mtl_models.training import Trainer, resolve_device
@@ -45,7 +46,7 @@ def measure(method: str, params_file: Path, steps: int, warmup: int, device_name
     images, ratings = generate_defect_dataset(params.train.batch_size, cfg.image_size, seed=0)
     batch = [(images_to_tensor(images[:, :, :, None]), torch.from_numpy(ratings).float())]
     tasks = params.task_specs()
-    model = build_model(model_spec(params, tasks, cfg.image_size, channels=1))
+    model = build_model(model_spec(params, tasks, [ImageInput("image", cfg.image_size, 1)]))
     weighting = build_weighting(method, [t.name for t in tasks], **params.train.weighting_kwargs())
     trainer = Trainer(model, weighting, epochs=1, device=device)
     if device.type == "cuda":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Sequence
 
 import numpy as np
@@ -129,23 +130,46 @@ Inputs = dict[str, np.ndarray]
 def load_split(
     paths: ProjectPaths, name: str, tasks: Sequence[TaskSpec]
 ) -> tuple[Inputs, np.ndarray]:
-    """Inputs (by name) and labels of one split, checked against the tasks in params."""
+    """Inputs (by name) and labels of one split, checked against the tasks in params.
+
+    The arrays are memory maps of a decoded copy in ``data/cache/<split sha256>/``: made
+    once per split content, then shared, not copied, by every process that trains on it
+    (DataLoader workers, DDP ranks, parallel tuning workers)."""
     path = paths.split_file(name)
     if not path.is_file():
         raise DataError(f"{path}: not found; run `mtlflow split` (or `dvc repro`) first")
-    with np.load(path) as data:
-        stored = data["tasks"].tolist()
-        expected = [t.name for t in tasks]
-        if stored != expected:
-            raise DataError(
-                f"{path}: made for tasks {stored} but params has {expected}; rerun `mtlflow split`"
-            )
-        inputs = {
-            key.removeprefix(INPUT_PREFIX): data[key]
-            for key in data.files
-            if key.startswith(INPUT_PREFIX)
-        }
-        return inputs, data["labels"]
+    data = _cached_arrays(paths, name)
+    stored = data["tasks"].tolist()
+    expected = [t.name for t in tasks]
+    if stored != expected:
+        raise DataError(
+            f"{path}: made for tasks {stored} but params has {expected}; rerun `mtlflow split`"
+        )
+    inputs = {
+        k.removeprefix(INPUT_PREFIX): v for k, v in data.items() if k.startswith(INPUT_PREFIX)
+    }
+    return inputs, data["labels"]
+
+
+def _cached_arrays(paths: ProjectPaths, name: str) -> dict[str, np.ndarray]:
+    digest = json.loads((paths.splits_dir / "split.json").read_text())[name]["sha256"]
+    folder = paths.cache_dir / digest
+    if not folder.is_dir():
+        with atomic_dir(folder) as scratch, np.load(paths.split_file(name)) as npz:
+            for key in npz.files:
+                np.save(scratch / f"{key}.npy", npz[key])
+        _prune_cache(paths)
+    return {f.stem: np.load(f, mmap_mode="r") for f in sorted(folder.glob("*.npy"))}
+
+
+def _prune_cache(paths: ProjectPaths) -> None:
+    """Keep the decoded copies of the current splits only."""
+    current = {
+        v["sha256"] for v in json.loads((paths.splits_dir / "split.json").read_text()).values()
+    }
+    for folder in paths.cache_dir.iterdir():
+        if folder.is_dir() and folder.name not in current and not folder.name.startswith("."):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def load_input_specs(paths: ProjectPaths) -> tuple[InputSpec, ...]:

@@ -275,3 +275,50 @@ def test_shipped_augment_section_loads():
     sensitivity = params.task_sensitivity()
     assert sensitivity["scratches_left"]["hflip"] == 0.0
     assert "hflip" not in sensitivity["scratches_center"]
+
+
+# ---------------------------------------------------------------- data, schedule and speed
+
+
+def test_your_files_may_not_live_where_prepare_generates():
+    message = _invalid({**_raw(), "data": {"source": "files"}})
+    assert "data.dir data/raw is where `prepare` writes built-in data" in message
+    params = parse_params({**_raw(), "data": {"source": "files", "dir": "data/mine"}})
+    assert params.data.dir == "data/mine"
+    assert "is generated into data/raw" in _invalid(
+        {**_raw(), "data": {"source": "penguins", "dir": "elsewhere"}}
+    )
+
+
+def test_named_classes_set_the_class_count_and_must_match_it():
+    raw = _raw()
+    raw["augment"] = {"enabled": False}
+    raw["tasks"] = {"colour": {"kind": "classification", "classes": ["red", "pink", "white"]}}
+    assert parse_params(raw).task_specs()[0].n_classes == 3
+    raw["tasks"]["colour"]["n_classes"] = 2
+    assert "n_classes 2 but 3 classes are named" in _invalid(raw)
+    raw["tasks"] = {"mass": {"kind": "regression", "classes": ["a", "b"]}}
+    assert "a regression task takes no classes" in _invalid(raw)
+
+
+def test_alternating_schedule_refuses_gradient_methods():
+    with pytest.raises(ConfigError, match="trains one task per batch"):
+        load_params(
+            REPO / "params.yaml", ["train.schedule=alternating", "train.weighting.method=upgrad"]
+        )
+    params = load_params(REPO / "params.yaml", ["train.schedule=alternating"])
+    assert params.train.schedule == "alternating"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.precision=fp16", "train.precision"),
+        ("train.channels_last=maybe", "train.channels_last"),
+        ("data.table=rows.xlsx", "data.table must be a .csv or .parquet file"),
+        ("model.backbone.name=resnet", "unknown backbone 'resnet'"),
+    ],
+)
+def test_speed_and_data_switches_are_validated(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_params(REPO / "params.yaml", [override])

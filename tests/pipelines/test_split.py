@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from pipelines import stages
+from pipelines.config import params_dict, parse_params
 from pipelines.errors import DataError
 from pipelines.stages.split import load_split, stratified_split
 
@@ -103,3 +104,23 @@ def test_split_without_prepare_says_what_to_run(project):
     params, paths = project
     with pytest.raises(DataError, match="run `mtlflow prepare`"):
         stages.split(params, paths)
+
+
+def test_splits_are_decoded_once_into_a_memory_mapped_cache_keyed_by_content(project):
+    params, paths = project
+    stages.prepare(params, paths)
+    stages.split(params, paths)
+    digest = json.loads((paths.splits_dir / "split.json").read_text())["train"]["sha256"]
+    inputs, labels = load_split(paths, "train", params.task_specs())
+    assert isinstance(inputs["image"], np.memmap) and isinstance(labels, np.memmap)
+    assert (paths.cache_dir / digest / "input_image.npy").is_file()
+    with np.load(paths.split_file("train")) as stored:
+        np.testing.assert_array_equal(inputs["image"], stored["input_image"])
+        np.testing.assert_array_equal(labels, stored["labels"])
+
+    # another split: its own cache; the old copies are dropped
+    stages.split(parse_params(params_dict(params) | {"split": {"seed": 7}}, "t"), paths)
+    load_split(paths, "train", params.task_specs())
+    new = json.loads((paths.splits_dir / "split.json").read_text())["train"]["sha256"]
+    assert new != digest and (paths.cache_dir / new).is_dir()
+    assert not (paths.cache_dir / digest).exists()

@@ -159,7 +159,8 @@ def _cached_arrays(paths: ProjectPaths, name: str) -> dict[str, np.ndarray]:
             for key in npz.files:
                 np.save(scratch / f"{key}.npy", npz[key])
         _prune_cache(paths)
-    return {f.stem: np.load(f, mmap_mode="r") for f in sorted(folder.glob("*.npy"))}
+    # copy-on-write: writable for torch.from_numpy, while the files stay as split made them
+    return {f.stem: np.load(f, mmap_mode="c") for f in sorted(folder.glob("*.npy"))}
 
 
 def _prune_cache(paths: ProjectPaths) -> None:

@@ -97,6 +97,13 @@ class TaskSpec:
         return self.kind is not TaskKind.REGRESSION
 
     @property
+    def class_names(self) -> tuple[str, ...]:
+        """How to show each class: its name, or its index when the labels are integers."""
+        if self.classes is not None:
+            return self.classes
+        return tuple(str(k) for k in range(self.n_classes or 0))
+
+    @property
     def primary_metric(self) -> str:
         return PRIMARY_METRIC[self.kind]
 

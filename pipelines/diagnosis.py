@@ -338,10 +338,13 @@ def _task_section(
         rows = [
             [name, *(f"{c} ({_pct(c / max(v.sum(), 1))})" for c in v)] for name, v in counts.items()
         ]
-        lines += _md_table(["class", *range(k)], rows)
+        names = task.class_names
+        lines += _md_table(["class", *names], rows)
         lines += ["", "Confusion matrix (rows: true class, columns: predicted):", ""]
         matrix = confusion(task, y, p)
-        lines += _md_table(["true \\ pred", *range(k)], [[i, *row] for i, row in enumerate(matrix)])
+        lines += _md_table(
+            ["true \\ pred", *names], [[names[i], *row] for i, row in enumerate(matrix)]
+        )
     else:
         columns = (("labels, train", train_y), ("labels, test", y), ("predictions, test", p))
         rows = [

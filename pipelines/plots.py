@@ -121,8 +121,9 @@ def confusion_matrices(
             color = "white" if count > matrix.max() / 2 else "black"
             ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color=color)
         ax.set(title=task.name, xlabel="predicted", ylabel="true")
-        ax.set_xticks(range(matrix.shape[1]))
-        ax.set_yticks(range(matrix.shape[0]))
+        names = task.class_names if len(task.class_names) == matrix.shape[1] else None
+        ax.set_xticks(range(matrix.shape[1]), labels=names, rotation=45 if names else 0)
+        ax.set_yticks(range(matrix.shape[0]), labels=names)
     fig.tight_layout()
     return fig
 

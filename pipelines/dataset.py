@@ -71,8 +71,9 @@ def read_table(path: Path, header: bool, generated: bool) -> Table:
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
     else:
-        # strings as written, so a label "07" or "Adelie" is judged as the user wrote it
-        frame = pd.read_csv(path, header=0 if header else None, dtype=str, keep_default_na=True)
+        # strings as written, so a label "07" or "Adelie" is judged as the user wrote it;
+        # "a.png, 0, 1" (a space after each comma) reads like "a.png,0,1"
+        frame = pd.read_csv(path, header=0 if header else None, dtype=str, skipinitialspace=True)
     frame.columns = [str(c) for c in frame.columns]
     if frame.empty:
         raise DataError(f"{path}: has no rows")

@@ -357,6 +357,23 @@ def test_a_headerless_csv_with_columns_by_position(project: Project) -> None:
     assert "\n  row 1, column '0': images/000.png (" in message
 
 
+def test_a_manifest_with_spaces_after_the_commas_reads_like_one_without(
+    project: Project,
+) -> None:
+    """`images/000.png, 0, cat` as people write manifests by hand (the issue's example)."""
+    frame = project.frame[["path", "grade", "animal"]]
+    lines = ["path, grade, animal"] + [", ".join(map(str, row)) for row in frame.to_numpy()]
+    project.table.write_text("\n".join(lines) + "\n")
+    project.raw["data"]["inputs"] = {"image": IMAGE}
+    project.split()
+    inputs, labels = load_split(project.paths, "train", project.params.task_specs())
+    rows = split_rows(project.paths, "train")
+    np.testing.assert_array_equal(labels[:, 0], rows["grade"].astype(float))
+    np.testing.assert_array_equal(labels[:, 1], (rows["animal"] == "dog").astype(float))
+    first = np.asarray(Image.open(project.folder / rows["path"].iloc[0]))
+    np.testing.assert_array_equal(inputs["image"][0, :, :, 0], first)
+
+
 def test_a_csv_with_a_header_also_takes_columns_by_position(project: Project) -> None:
     project.raw["data"]["inputs"] = {"image": {**IMAGE, "column": 1}}  # 'path'
     project.raw["tasks"]["grade"]["column"] = 2

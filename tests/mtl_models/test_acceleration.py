@@ -103,3 +103,24 @@ def test_ddp_refuses_weightings_that_do_not_support_it_and_affinity():
             affinity_every=5,
             acceleration=Acceleration(data_parallel=True),
         )
+
+
+@pytest.mark.parametrize("method", sorted(WEIGHTINGS.names()))
+def test_every_weighting_method_steps_under_bf16_and_channels_last(method):
+    """Gradient methods combine per-task gradients of bf16 features: they must still give
+    finite fp32 updates."""
+    spec, inputs, labels = image_data(n=32)
+    spec = ModelSpec(**{**spec.__dict__, "shared_depth": 1})
+    model = build_model(spec)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = Trainer(
+        model,
+        build_weighting(method, ["a", "b"]),
+        epochs=1,
+        acceleration=Acceleration(bf16=True, channels_last=True),
+    )
+    stats = trainer.train_epoch(make_loader(MultiTaskDataset(inputs, labels), 16, shuffle=True))
+    assert np.isfinite(stats.loss)
+    after = list(model.parameters())
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))

@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Sequence
 
 import numpy as np
+from filelock import FileLock
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
 from mtl_models.inputs import InputSpec, input_from_dict, input_to_dict
@@ -154,11 +155,15 @@ def load_split(
 def _cached_arrays(paths: ProjectPaths, name: str) -> dict[str, np.ndarray]:
     digest = json.loads((paths.splits_dir / "split.json").read_text())[name]["sha256"]
     folder = paths.cache_dir / digest
-    if not folder.is_dir():
-        with atomic_dir(folder) as scratch, np.load(paths.split_file(name)) as npz:
-            for key in npz.files:
-                np.save(scratch / f"{key}.npy", npz[key])
-        _prune_cache(paths)
+    paths.cache_dir.mkdir(parents=True, exist_ok=True)
+    # DDP ranks and tuning workers start together: one makes the copy, the others wait for it
+    # (atomic_dir alone would let a late process replace the folder another one is reading)
+    with FileLock(str(folder) + ".lock"):
+        if not folder.is_dir():
+            with atomic_dir(folder) as scratch, np.load(paths.split_file(name)) as npz:
+                for key in npz.files:
+                    np.save(scratch / f"{key}.npy", npz[key])
+            _prune_cache(paths)
     # copy-on-write: writable for torch.from_numpy, while the files stay as split made them
     return {f.stem: np.load(f, mmap_mode="c") for f in sorted(folder.glob("*.npy"))}
 

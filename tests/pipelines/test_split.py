@@ -1,8 +1,10 @@
 import json
+import threading
 
 import numpy as np
 import pandas as pd
 import pytest
+from filelock import FileLock
 
 from pipelines import stages
 from pipelines.config import params_dict, parse_params
@@ -124,3 +126,27 @@ def test_splits_are_decoded_once_into_a_memory_mapped_cache_keyed_by_content(pro
     new = json.loads((paths.splits_dir / "split.json").read_text())["train"]["sha256"]
     assert new != digest and (paths.cache_dir / new).is_dir()
     assert not (paths.cache_dir / digest).exists()
+
+
+def test_a_process_waits_while_another_makes_the_cached_copy(project):
+    """DDP ranks and tuning workers load a fresh split at the same moment: while one holds
+    the split's cache lock (making the copy), the others wait, then read its copy, rather
+    than replacing a folder another process is reading."""
+    params, paths = project
+    stages.prepare(params, paths)
+    stages.split(params, paths)
+    digest = json.loads((paths.splits_dir / "split.json").read_text())["train"]["sha256"]
+    paths.cache_dir.mkdir(parents=True)
+    loaded: list = []
+    with FileLock(str(paths.cache_dir / digest) + ".lock"):  # "another process" is copying
+        worker = threading.Thread(
+            target=lambda: loaded.append(load_split(paths, "train", params.task_specs()))
+        )
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive() and not loaded  # waiting on the lock
+        assert not (paths.cache_dir / digest).exists()
+    worker.join(timeout=30)
+    ((inputs, _),) = loaded
+    with np.load(paths.split_file("train")) as stored:
+        np.testing.assert_array_equal(inputs["image"], stored["input_image"])

@@ -150,9 +150,9 @@ class Predictor:
         n = len(next(iter(inputs.values())))
         for start in range(0, n, batch_size):
             batch = batch_inputs({k: v[start : start + batch_size] for k, v in inputs.items()})
-            outputs = self.model(to_device(batch, self.device))
+            all_decoded = self.model.decode(self.model(to_device(batch, self.device)))
             for task in self.model.tasks:
-                decoded = self.model.decode(outputs)[task.name]
+                decoded = all_decoded[task.name]
                 pred = decoded.prediction.cpu()
                 values = pred.tolist() if pred.dtype == torch.long else pred.double().tolist()
                 if task.classes is not None:

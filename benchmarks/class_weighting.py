@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipelines.config import load_params  # noqa: E402
 from pipelines.files import ProjectPaths  # noqa: E402
-from pipelines.serving import ImagePredictor  # noqa: E402
+from pipelines.serving import Predictor  # noqa: E402
 from pipelines.stages.split import load_split  # noqa: E402
 
 COMMON = ["tune.enabled=false", "train.affinity.enabled=false"]
@@ -79,7 +79,7 @@ def main() -> None:
         for name, overrides in variants([t.name for t in tasks], noise_blur).items():
             keep = Path(scratch) / name.replace(" ", "_").replace(",", "")
             train([*overrides, *args.extra], args.project, keep)
-            pred = ImagePredictor.from_dir(keep).predict_images(images)
+            pred = Predictor.from_dir(keep).predict_images(images)
             for t, task in enumerate(tasks):
                 present = ~np.isnan(labels[:, t])
                 y = labels[present, t].astype(int)

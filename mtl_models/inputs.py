@@ -9,7 +9,7 @@ training-time encoding to raw values.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -152,20 +152,3 @@ def input_from_dict(data: Mapping[str, Any]) -> InputSpec:
     if "categories" in data:
         data["categories"] = tuple(tuple(c) for c in data["categories"])
     return cls(**data)
-
-
-def check_inputs(specs: Sequence[InputSpec], arrays: Mapping[str, np.ndarray]) -> None:
-    """Every declared input is present with its declared per-sample shape and one count."""
-    counts = set()
-    for spec in specs:
-        if spec.name not in arrays:
-            raise ValueError(f"missing input '{spec.name}'; got {sorted(arrays)}")
-        array = arrays[spec.name]
-        if array.shape[1:] != spec.shape:
-            raise ValueError(
-                f"input '{spec.name}': expected [N, {', '.join(map(str, spec.shape))}], "
-                f"got {list(array.shape)}"
-            )
-        counts.add(len(array))
-    if len(counts) > 1:
-        raise ValueError(f"inputs hold different sample counts: {sorted(counts)}")

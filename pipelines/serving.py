@@ -172,9 +172,6 @@ class Predictor:
         return self.predict_inputs(request_inputs(frame, self.spec.input_specs()))
 
 
-ImagePredictor = Predictor  # the name before non-image inputs existed
-
-
 class MultiTaskPyfunc(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc: rows of raw inputs in, one column per task (+ ``_proba``) out."""
 

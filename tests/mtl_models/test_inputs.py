@@ -22,7 +22,6 @@ from mtl_models.inputs import (
     FeatureInput,
     ImageInput,
     SignalInput,
-    check_inputs,
     input_from_dict,
     input_to_dict,
 )
@@ -125,21 +124,6 @@ def test_signal_encode_rejects_another_shape() -> None:
     spec = SignalInput("wave", ("a", "b"), 16).fit(np.zeros((4, 2, 16)))
     with pytest.raises(ValueError, match=r"input 'wave': expected \[N, \(2, 16\)\]"):
         spec.encode(np.zeros((4, 2, 15)))
-
-
-def test_check_inputs_names_the_missing_or_misshapen_input() -> None:
-    specs = (ImageInput("photo", 8, 3), FeatureInput("tab", ("x",), (), (0.0,), (1.0,)))
-    good = {"photo": np.zeros((2, 8, 8, 3), np.uint8), "tab": np.zeros((2, 1), np.float32)}
-    check_inputs(specs, good)
-    with pytest.raises(ValueError, match=r"missing input 'tab'; got \['photo'\]"):
-        check_inputs(specs, {"photo": good["photo"]})
-    with pytest.raises(ValueError, match=r"input 'photo': expected \[N, 8, 8, 3\], got"):
-        check_inputs(specs, {**good, "photo": np.zeros((2, 8, 8, 1), np.uint8)})
-    with pytest.raises(ValueError, match="different sample counts"):
-        check_inputs(specs, {**good, "tab": np.zeros((3, 1), np.float32)})
-
-
-# --- backbones ----------------------------------------------------------------------------
 
 
 def run_backbone(backbone, x):

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from pipelines import stages
 from pipelines.config import load_params
 from pipelines.files import write_json
-from pipelines.serving import IMAGE_COLUMN, ImagePredictor, encode_png
+from pipelines.serving import IMAGE_COLUMN, Predictor, encode_png
 from pipelines.stages.split import load_split
 
 pytestmark = pytest.mark.slow
@@ -94,7 +94,7 @@ def test_training_run_reports_the_resolved_augmentation_policy(pipeline_run, tmp
 def test_pyfunc_predictions_match_the_checkpoint_after_save_and_load(pipeline_run):
     tasks = pipeline_run.params.task_specs()
     images = load_split(pipeline_run.paths, "test", tasks)[0]["image"]
-    direct = ImagePredictor.from_dir(pipeline_run.paths.models_dir).predict_images(images)
+    direct = Predictor.from_dir(pipeline_run.paths.models_dir).predict_images(images)
     mlflow.set_tracking_uri(pipeline_run.tracking_uri)
     loaded = mlflow.pyfunc.load_model(pipeline_run.run_info["model_uri"])
     served = loaded.predict(pd.DataFrame({IMAGE_COLUMN: [encode_png(img) for img in images]}))

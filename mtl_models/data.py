@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,6 +67,17 @@ class ShardedBatches(Sampler[list[int]]):
             yield batch[self.shard.rank :: self.shard.world_size]
 
 
+def _worker_options(num_workers: int, pin_memory: bool) -> dict[str, Any]:
+    """DataLoader options every training loader shares: worker processes that reseed their
+    transform and stay alive between epochs, and pinned memory for GPU copies."""
+    return {
+        "num_workers": num_workers,
+        "worker_init_fn": _reseed_worker_transform if num_workers else None,
+        "persistent_workers": num_workers > 0,
+        "pin_memory": pin_memory,
+    }
+
+
 def make_loader(
     dataset: Dataset,
     batch_size: int,
@@ -80,13 +92,7 @@ def make_loader(
     stay alive between epochs; ``pin_memory`` for fast, non-blocking copies to a GPU; with a
     ``shard`` of a DDP run (``shuffle`` only), this process's part of every batch."""
     generator = torch.Generator().manual_seed(seed)
-    common: dict = {
-        "generator": generator,
-        "num_workers": num_workers,
-        "worker_init_fn": _reseed_worker_transform if num_workers else None,
-        "persistent_workers": num_workers > 0,
-        "pin_memory": pin_memory,
-    }
+    common = {"generator": generator, **_worker_options(num_workers, pin_memory)}
     if shard is not None and shard.world_size > 1:
         if not shuffle:
             raise ValueError("a sharded loader is for training batches (shuffle=True)")
@@ -246,10 +252,7 @@ def make_schedule_loader(
     return DataLoader(
         dataset,
         batch_sampler=AlternatingTaskBatches(dataset.labels, batch_size, seed),
-        num_workers=num_workers,
-        worker_init_fn=_reseed_worker_transform if num_workers else None,
-        persistent_workers=num_workers > 0,
-        pin_memory=pin_memory,
+        **_worker_options(num_workers, pin_memory),
     )
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from pipelines import runtime
-from pipelines.best_params import apply_best_params
 from pipelines.config import load_params, overlay
 from pipelines.files import ProjectPaths
+from pipelines.services.best_params import apply_best_params
 from pipelines.stages.augment import resolve_augmentation
 from pipelines.stages.split import load_split
 from pipelines.stages.train import fit

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def loader_rate(dataset, batch_size: int, workers: int, epochs: int) -> float:
-    from mtl_models.data import make_loader
+    from mtl_models.train.loaders import make_loader
 
     loader = make_loader(dataset, batch_size, shuffle=True, seed=0, num_workers=workers)
     next(iter(loader))  # start workers outside the timing
@@ -39,10 +39,10 @@ def loader_rate(dataset, batch_size: int, workers: int, epochs: int) -> float:
 def training_rate(params, dataset, workers: int, epochs: int) -> float:
     import torch
 
-    from mtl_models.data import make_loader
     from mtl_models.inputs import ImageInput
-    from mtl_models.model import build_model
-    from mtl_models.training import Trainer, resolve_device
+    from mtl_models.nn.model import build_model
+    from mtl_models.train.loaders import make_loader
+    from mtl_models.train.trainer import Trainer, resolve_device
     from mtl_models.weighting import build_weighting
     from pipelines.stages.train import model_spec
 
@@ -73,10 +73,10 @@ def main() -> None:
 
     import torch
 
-    from mtl_models.data import MultiTaskImageDataset
-    from mtl_models.synthetic import generate_defect_dataset
+    from mtl_models.train.loaders import MultiTaskImageDataset
     from pipelines import runtime
     from pipelines.config import load_params
+    from pipelines.data.sources.synthetic_defects import generate_defect_dataset
     from pipelines.stages.augment import resolve_augmentation
 
     runtime.quiet_environment()

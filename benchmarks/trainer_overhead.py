@@ -36,16 +36,16 @@ from pathlib import Path
 import mlflow
 import torch
 
-from mtl_models.acceleration import Acceleration
-from mtl_models.data import MultiTaskImageDataset, make_loader
 from mtl_models.metrics import majority_labels
-from mtl_models.model import build_model
-from mtl_models.training import Trainer, resolve_device
+from mtl_models.nn.model import build_model
+from mtl_models.train.acceleration import Acceleration
+from mtl_models.train.loaders import MultiTaskImageDataset, make_loader
+from mtl_models.train.trainer import Trainer, resolve_device
 from mtl_models.weighting import build_weighting
 from pipelines import runtime
-from pipelines.best_params import apply_best_params
 from pipelines.config import load_params
 from pipelines.files import ProjectPaths
+from pipelines.services.best_params import apply_best_params
 from pipelines.stages.split import load_input_specs, load_split
 from pipelines.stages.train import fit_task_specs, model_spec, seed_everything
 from pipelines.tracking import MlflowEpochLogger

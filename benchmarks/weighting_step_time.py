@@ -28,14 +28,14 @@ def measure(method: str, params_file: Path, steps: int, warmup: int, device_name
     """One method in this process: median step time (ms) and peak memory (MiB)."""
     import torch
 
-    from mtl_models.data import images_to_tensor
     from mtl_models.inputs import ImageInput
-    from mtl_models.model import build_model
-    from mtl_models.synthetic import generate_defect_dataset
-    from mtl_models.training import Trainer, resolve_device
+    from mtl_models.nn.model import build_model
+    from mtl_models.train.loaders import images_to_tensor
+    from mtl_models.train.trainer import Trainer, resolve_device
     from mtl_models.weighting import build_weighting
     from pipelines import runtime
     from pipelines.config import load_params
+    from pipelines.data.sources.synthetic_defects import generate_defect_dataset
     from pipelines.stages.train import model_spec
 
     runtime.keep_freed_memory()

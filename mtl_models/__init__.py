@@ -1,9 +1,9 @@
 """mtl_models: a small library for multi-task networks (no tracking or orchestration imports)."""
 
 from mtl_models._registry import Registry, UnknownNameError
-from mtl_models.backbones import BACKBONES, Backbone, ConvNet
-from mtl_models.heads import HEADS, Decoded, TaskHead
-from mtl_models.model import (
+from mtl_models.nn.backbones import BACKBONES, Backbone, ConvNet
+from mtl_models.nn.heads import HEADS, Decoded, TaskHead
+from mtl_models.nn.model import (
     ModelSpec,
     MultiTaskModel,
     build_model,
@@ -11,7 +11,7 @@ from mtl_models.model import (
     save_checkpoint,
 )
 from mtl_models.tasks import PRIMARY_METRIC, TaskKind, TaskSpec
-from mtl_models.training import Callback, EpochLog, FitResult, Trainer
+from mtl_models.train.trainer import Callback, EpochLog, FitResult, Trainer
 from mtl_models.weighting import WEIGHTINGS, Weighting, build_weighting
 
 __all__ = [

@@ -44,8 +44,8 @@ def _startup() -> None:
 def _run_stages(names: tuple[str, ...], params_file: Path, overrides: list[str] | None) -> None:
     from pipelines import stages
     from pipelines.config import load_params
-    from pipelines.distributed import check_stage
     from pipelines.files import ProjectPaths
+    from pipelines.services.distributed import check_stage
 
     try:
         for name in names:
@@ -161,7 +161,7 @@ def deploy(
     ] = None,
 ) -> None:
     """Create the Prefect work pool and apply prefect.yaml's deployments (needs a server)."""
-    from pipelines.deploy import deploy_project
+    from pipelines.orchestration.deployments import deploy_project
 
     try:
         deploy_project(Path.cwd(), name or [])

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mtl_models.augmentation import PolicyError, ResolvedPolicy, TransformRequest, resolve_policy
+from mtl_models.augment.policy import PolicyError, ResolvedPolicy, TransformRequest, resolve_policy
 from mtl_models.tasks import TaskSpec
-from pipelines import plots
 from pipelines.config import ImageInputConfig, Params
 from pipelines.errors import ConfigError
 from pipelines.files import ProjectPaths, write_json
+from pipelines.services import plots
 from pipelines.stages.split import load_split
 
 PREVIEW_AUGMENTATIONS = 5  # columns after the original

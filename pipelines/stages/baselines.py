@@ -13,9 +13,9 @@ import mlflow
 import numpy as np
 
 from pipelines import tracking
-from pipelines.best_params import apply_best_params
 from pipelines.config import Params, params_dict, parse_params
 from pipelines.files import ProjectPaths, write_json
+from pipelines.services.best_params import apply_best_params
 from pipelines.stages.augment import resolve_augmentation
 from pipelines.stages.evaluate import score_split
 from pipelines.stages.split import load_input_specs, load_split, split_digest

@@ -9,15 +9,16 @@ from typing import Any
 import mlflow
 import numpy as np
 
-from mtl_models.data import MultiTaskDataset, make_loader
 from mtl_models.metrics import majority_labels, summarize
-from mtl_models.model import SPEC_FILE, WEIGHTS_FILE, MultiTaskModel, load_checkpoint
+from mtl_models.nn.model import SPEC_FILE, WEIGHTS_FILE, MultiTaskModel, load_checkpoint
 from mtl_models.tasks import TaskSpec
-from mtl_models.training import Predictions, predict, score_predictions
-from pipelines import plots, tracking
+from mtl_models.train.loaders import MultiTaskDataset, make_loader
+from mtl_models.train.trainer import Predictions, predict, score_predictions
+from pipelines import tracking
 from pipelines.config import Params
-from pipelines.diagnosis import compare_with_baselines, diagnosis_markdown, format_gains
 from pipelines.files import ProjectPaths, atomic_write_bytes, read_json, write_json
+from pipelines.services import plots
+from pipelines.services.diagnosis import compare_with_baselines, diagnosis_markdown, format_gains
 from pipelines.stages.split import Inputs, load_split, split_digest
 
 # majority_accuracy sits beside the score because a constant predictor's QWK is 0 by

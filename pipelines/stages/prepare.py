@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from mtl_models.synthetic import defect_task_names, generate_defect_dataset
-from pipelines import example_data
 from pipelines.config import Params
+from pipelines.data import examples as example_data
+from pipelines.data.sources.synthetic_defects import defect_task_names, generate_defect_dataset
 from pipelines.files import ProjectPaths, atomic_dir
 
 

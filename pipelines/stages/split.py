@@ -15,7 +15,7 @@ from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 from mtl_models.inputs import InputSpec, input_from_dict, input_to_dict
 from mtl_models.tasks import TaskSpec
 from pipelines.config import Params
-from pipelines.dataset import fit_and_encode, read_dataset
+from pipelines.data.dataset import fit_and_encode, read_dataset
 from pipelines.errors import DataError
 from pipelines.files import ProjectPaths, atomic_dir
 

@@ -11,22 +11,23 @@ import mlflow
 import numpy as np
 import torch
 
-from mtl_models.acceleration import Acceleration, bf16_supported
-from mtl_models.affinity import mean_affinity, suggest_groups
-from mtl_models.augmentation import ResolvedPolicy
-from mtl_models.data import MultiTaskDataset, Shard, make_loader, make_schedule_loader
+from mtl_models.augment.policy import ResolvedPolicy
 from mtl_models.inputs import ImageInput, InputSpec
 from mtl_models.losses import ClassWeighting, class_weights
 from mtl_models.metrics import majority_labels
-from mtl_models.model import ModelSpec, MultiTaskModel, build_model, save_checkpoint
+from mtl_models.nn.model import ModelSpec, MultiTaskModel, build_model, save_checkpoint
 from mtl_models.tasks import TaskSpec
-from mtl_models.training import Callback, FitResult, Trainer
+from mtl_models.train.acceleration import Acceleration, bf16_supported
+from mtl_models.train.affinity import mean_affinity, suggest_groups
+from mtl_models.train.loaders import MultiTaskDataset, Shard, make_loader, make_schedule_loader
+from mtl_models.train.trainer import Callback, FitResult, Trainer
 from mtl_models.weighting import build_weighting
-from pipelines import plots, tracking
-from pipelines.best_params import apply_best_params
+from pipelines import tracking
 from pipelines.config import Params, overlay
-from pipelines.distributed import device_for, process_group
 from pipelines.files import ProjectPaths, atomic_dir, write_json
+from pipelines.services import plots
+from pipelines.services.best_params import apply_best_params
+from pipelines.services.distributed import device_for, process_group
 from pipelines.serving import example_request, log_pyfunc_model
 from pipelines.stages.augment import (
     image_input,
@@ -102,7 +103,7 @@ def fit(
     """Build the model, weighting and loaders ``params`` describe and train; ``train``,
     every tuning trial and every baseline go through here. ``input_specs`` are the split's
     (``load_input_specs``): the encodings the served model applies to raw inputs. ``shard``:
-    this process's part of a DDP run (``pipelines.distributed``)."""
+    this process's part of a DDP run (``pipelines.services.distributed``)."""
     shard = shard or Shard()
     cfg = params.train
     (train_inputs, train_labels), (val_inputs, val_labels) = train_data, val_data

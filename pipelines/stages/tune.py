@@ -26,12 +26,13 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from mtl_models.inputs import InputSpec
-from mtl_models.training import Callback, EpochLog
-from pipelines import plots, tracking
-from pipelines.best_params import study_name, write_best_params
+from mtl_models.train.trainer import Callback, EpochLog
+from pipelines import tracking
 from pipelines.config import Params, SearchEntry, get_path, overlay, params_dict
 from pipelines.errors import ConfigError, MtlflowError
 from pipelines.files import ProjectPaths, atomic_dir, sqlite_lock
+from pipelines.services import plots
+from pipelines.services.best_params import study_name, write_best_params
 from pipelines.stages.augment import resolve_augmentation
 from pipelines.stages.split import Inputs, load_input_specs, load_split, split_digest
 from pipelines.stages.train import fit

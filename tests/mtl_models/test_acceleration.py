@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_models.acceleration import Acceleration
-from mtl_models.data import MultiTaskDataset, make_loader
 from mtl_models.inputs import FeatureInput, ImageInput
-from mtl_models.model import ModelSpec, build_model
+from mtl_models.nn.model import ModelSpec, build_model
 from mtl_models.tasks import TaskSpec
-from mtl_models.training import Trainer
+from mtl_models.train.acceleration import Acceleration
+from mtl_models.train.loaders import MultiTaskDataset, make_loader
+from mtl_models.train.trainer import Trainer
 from mtl_models.weighting import WEIGHTINGS, build_weighting
 
 TASKS = (TaskSpec("a", "binary"), TaskSpec("b", "regression"))

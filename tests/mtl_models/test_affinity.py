@@ -8,18 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_models.affinity import (
+from mtl_models.nn.backbones import ConvNet
+from mtl_models.nn.model import MultiTaskModel
+from mtl_models.tasks import TaskSpec
+from mtl_models.train.affinity import (
     EXHAUSTIVE_LIMIT,
     _partitions,
     lookahead_affinity,
     mean_affinity,
     suggest_groups,
 )
-from mtl_models.backbones import ConvNet
-from mtl_models.data import MultiTaskImageDataset, images_to_tensor, make_loader
-from mtl_models.model import MultiTaskModel
-from mtl_models.tasks import TaskSpec
-from mtl_models.training import Trainer
+from mtl_models.train.loaders import MultiTaskImageDataset, images_to_tensor, make_loader
+from mtl_models.train.trainer import Trainer
 from mtl_models.weighting import build_weighting
 from tests.toy_data import bright_left_images
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_models.augmentation import PolicyError, TransformRequest, resolve_policy
-from mtl_models.data import MultiTaskImageDataset, make_loader
-from mtl_models.effects import task_sensitivity
+from mtl_models.augment.effects import task_sensitivity
+from mtl_models.augment.policy import PolicyError, TransformRequest, resolve_policy
+from mtl_models.train.loaders import MultiTaskImageDataset, make_loader
 from tests.toy_data import COLOURS, dominant_colour, shape_colour_images
 
 SIDES = ("a_left", "a_center", "a_right")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtl_models.backbones import ConvNet
+from mtl_models.nn.backbones import ConvNet
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.class_weight import compute_class_weight
 
-from mtl_models.heads import build_head
 from mtl_models.losses import (
     EFFECTIVE_NUMBER_BETA,
     class_weights,
@@ -26,7 +25,8 @@ from mtl_models.losses import (
     sigmoid_loss,
     softmax_loss,
 )
-from mtl_models.model import (
+from mtl_models.nn.heads import build_head
+from mtl_models.nn.model import (
     SPEC_FILE,
     WEIGHTS_FILE,
     ModelSpec,

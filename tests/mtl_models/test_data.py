@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_models.data import MultiTaskImageDataset, images_to_tensor, make_loader
+from mtl_models.train.loaders import MultiTaskImageDataset, images_to_tensor, make_loader
 
 NAN = float("nan")
 

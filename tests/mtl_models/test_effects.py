@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-import mtl_models.augmentation  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE before albumentations)
-from mtl_models.effects import (
+import mtl_models.augment.policy  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE before albumentations)
+from mtl_models.augment.effects import (
     BOOLEAN_EFFECTS,
     EFFECTS,
     GROUPS,

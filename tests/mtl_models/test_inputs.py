@@ -11,13 +11,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from mtl_models.backbones import MLP, ConvNet, ConvNet1d, Fusion
-from mtl_models.data import (
-    AlternatingTaskBatches,
-    MultiTaskDataset,
-    make_loader,
-    make_schedule_loader,
-)
 from mtl_models.inputs import (
     FeatureInput,
     ImageInput,
@@ -26,9 +19,16 @@ from mtl_models.inputs import (
     input_to_dict,
 )
 from mtl_models.metrics import summarize
-from mtl_models.model import ModelSpec, build_backbone, build_model
+from mtl_models.nn.backbones import MLP, ConvNet, ConvNet1d, Fusion
+from mtl_models.nn.model import ModelSpec, build_backbone, build_model
 from mtl_models.tasks import TaskSpec
-from mtl_models.training import Trainer, predict, score_predictions
+from mtl_models.train.loaders import (
+    AlternatingTaskBatches,
+    MultiTaskDataset,
+    make_loader,
+    make_schedule_loader,
+)
+from mtl_models.train.trainer import Trainer, predict, score_predictions
 from mtl_models.weighting import build_weighting
 
 NAN = float("nan")

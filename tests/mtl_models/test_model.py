@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtl_models.backbones import ConvNet
-from mtl_models.heads import Decoded
-from mtl_models.model import (
+from mtl_models.nn.backbones import ConvNet
+from mtl_models.nn.heads import Decoded
+from mtl_models.nn.model import (
     SPEC_FILE,
     WEIGHTS_FILE,
     ModelSpec,

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from mtl_models.synthetic import (
+from pipelines.data.sources.synthetic_defects import (
     DEFECTS,
     LEVEL_SHARES,
     N_LEVELS,

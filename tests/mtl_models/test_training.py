@@ -14,12 +14,12 @@ import pytest
 import torch
 from torch import Tensor
 
-from mtl_models.backbones import ConvNet
-from mtl_models.data import MultiTaskImageDataset, make_loader
 from mtl_models.metrics import summarize
-from mtl_models.model import MultiTaskModel
+from mtl_models.nn.backbones import ConvNet
+from mtl_models.nn.model import MultiTaskModel
 from mtl_models.tasks import TaskSpec
-from mtl_models.training import (
+from mtl_models.train.loaders import MultiTaskImageDataset, make_loader
+from mtl_models.train.trainer import (
     Callback,
     EpochLog,
     FitResult,

@@ -15,10 +15,10 @@ import torch
 from torch import Tensor
 
 from mtl_models._registry import UnknownNameError
-from mtl_models.data import MultiTaskImageDataset, make_loader
-from mtl_models.model import ModelSpec, MultiTaskModel, build_model
+from mtl_models.nn.model import ModelSpec, MultiTaskModel, build_model
 from mtl_models.tasks import TaskSpec
-from mtl_models.training import Trainer
+from mtl_models.train.loaders import MultiTaskImageDataset, make_loader
+from mtl_models.train.trainer import Trainer
 from mtl_models.weighting import WEIGHTINGS, StepResult, Weighting, build_weighting
 from tests.toy_data import bright_left_images
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import Tensor
 
-from mtl_models.backbones import ConvNet
-from mtl_models.model import MultiTaskModel
+from mtl_models.nn.backbones import ConvNet
+from mtl_models.nn.model import MultiTaskModel
 from mtl_models.tasks import TaskSpec
-from mtl_models.training import Trainer
+from mtl_models.train.trainer import Trainer
 from mtl_models.weighting import StepResult, Weighting, build_weighting
 
 AGGREGATORS = [

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mtl_models.augmentation import Decision, TransformRequest, resolve_policy
-from mtl_models.synthetic import REGIONS, render_sample, sample_ratings
+from mtl_models.augment.policy import Decision, TransformRequest, resolve_policy
 from pipelines.config import load_params
+from pipelines.data.sources.synthetic_defects import REGIONS, render_sample, sample_ratings
 from tests.conftest import REPO
 
 SHIPPED = load_params(REPO / "params.yaml")

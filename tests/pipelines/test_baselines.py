@@ -163,7 +163,7 @@ def test_baselines_of_another_split_are_not_compared(compared, tmp_path):
     paths.reports_dir.mkdir(parents=True)
     stale = dict(compared.baselines, split_sha256="0" * 64)
     paths.baselines_file.write_text(json.dumps(stale))
-    from pipelines.diagnosis import compare_with_baselines
+    from pipelines.services.diagnosis import compare_with_baselines
 
     block = compare_with_baselines(compared.metrics["tasks"], stale, split_sha256="1" * 64)
     assert "delta_m" not in block and "another split" in block["note"]

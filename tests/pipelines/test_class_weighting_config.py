@@ -13,10 +13,10 @@ import pytest
 import torch
 import yaml
 
-from mtl_models.data import images_to_tensor
 from mtl_models.losses import class_weights
-from mtl_models.model import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
+from mtl_models.nn.model import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
 from mtl_models.tasks import TaskSpec
+from mtl_models.train.loaders import images_to_tensor
 from pipelines import stages
 from pipelines.config import Params, load_params, overlay
 from pipelines.errors import ConfigError

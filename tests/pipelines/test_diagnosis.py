@@ -17,7 +17,7 @@ import pytest
 
 from mtl_models.metrics import majority_labels, summarize, task_metrics
 from mtl_models.tasks import TaskKind, TaskSpec
-from pipelines.diagnosis import (
+from pipelines.services.diagnosis import (
     LAG,
     NEGATIVE_TRANSFER,
     PULLED_BACK,

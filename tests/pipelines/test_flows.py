@@ -19,11 +19,10 @@ import pytest
 import yaml
 
 from pipelines.config import load_params
-from pipelines.dvc_data import DataStageError, DvcLockedError, dvc_repro
 from pipelines.errors import ConfigError, MtlflowError
 from pipelines.files import ProjectPaths
-from pipelines.flow_reports import registry_line
-from pipelines.flows import (
+from pipelines.orchestration.dvc import DataStageError, DvcLockedError, dvc_repro
+from pipelines.orchestration.flows import (
     FlowContext,
     _is_transient,
     mtl_pipeline,
@@ -32,6 +31,7 @@ from pipelines.flows import (
     train,
     tune,
 )
+from pipelines.orchestration.reports import registry_line
 from pipelines.stages.split import split_digest
 from tests.conftest import REPO, tiny_params_dict, write_params
 from tests.helpers import copy_project, run

@@ -29,7 +29,7 @@ def server(pipeline_run):
 
 
 def test_png_image_returns_nine_task_predictions_with_probabilities(server, pipeline_run):
-    from mtl_models.synthetic import generate_defect_dataset
+    from pipelines.data.sources.synthetic_defects import generate_defect_dataset
 
     images, _ = generate_defect_dataset(2, 32, seed=123)
     response = invoke(server, [{"image": encode_png(img)} for img in images])

@@ -11,10 +11,10 @@ import yaml
 from optuna.trial import TrialState
 
 from pipelines import stages
-from pipelines.best_params import study_name
 from pipelines.config import Params, load_params
 from pipelines.errors import ConfigError
 from pipelines.files import ProjectPaths
+from pipelines.services.best_params import study_name
 from pipelines.stages.split import load_split
 from pipelines.stages.tune import FINISHED, Objective, _defaults, open_storage
 from tests.conftest import tiny_params_dict, write_params

@@ -13,18 +13,19 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from mtl_models.training import EpochLog
-from pipelines.best_params import apply_best_params, study_name, write_best_params
+from mtl_models.train.trainer import EpochLog
 from pipelines.config import (
     TUNABLE_SECTIONS,
     Params,
     SearchEntry,
     load_params,
     overlay,
+    override_keys,
     params_dict,
     parse_params,
 )
 from pipelines.errors import ConfigError
+from pipelines.services.best_params import apply_best_params, study_name, write_best_params
 from pipelines.stages.tune import Objective, PruneOnScore, TrialConfigError, _defaults, sample
 from tests.conftest import REPO, tiny_params_dict, write_params
 
@@ -428,12 +429,8 @@ def test_overlay_of_an_unknown_key_raises(project):
         overlay(params, {"train.lrr": 0.1})
 
 
-def test_overridden_keys_survive_overlay(project):
-    _, paths = project
-    params = load_params(paths.root / "params.yaml", overrides=["train.lr=0.01"])
-    assert params._overridden == frozenset({"train.lr"})
-    result = overlay(params, {"model.dropout": 0.2})
-    assert result._overridden == frozenset({"train.lr"})
+def test_override_keys_are_the_dotted_keys_given():
+    assert override_keys(["train.lr=0.01", " model.dropout =0.2"]) == ["train.lr", "model.dropout"]
 
 
 # ---------------------------------------------------------------------------- study_name
@@ -681,11 +678,12 @@ def test_set_overrides_win_over_tuned_values(project):
     _, paths = project
     params = load_params(paths.root / "params.yaml", overrides=["train.lr=0.01"])
     write_best_params(paths, best({"train.lr": 0.004, "model.shared_depth": 2}))
-    tuned, content = apply_best_params(params, paths)
+    tuned, content = apply_best_params(params, paths, override_keys(["train.lr=0.01"]))
     assert tuned.train.lr == pytest.approx(0.01)
     assert tuned.model.shared_depth == 2
     assert content is not None
-    assert tuned._overridden == frozenset({"train.lr"})
+    # without the overridden keys, the tuned value wins
+    assert apply_best_params(params, paths)[0].train.lr == pytest.approx(0.004)
 
 
 @pytest.mark.parametrize(
@@ -700,7 +698,7 @@ def test_set_override_of_the_weighting_survives_a_tuned_method(project, override
     params = load_params(write_params(paths.root, raw), overrides=[override])
     expected = params.train.weighting
     write_best_params(paths, best({"train.weighting.method": "dwa"}))
-    tuned, _ = apply_best_params(params, paths)
+    tuned, _ = apply_best_params(params, paths, override_keys([override]))
     assert tuned.train.weighting == expected
 
 

@@ -13,8 +13,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from pipelines.best_params import study_name
 from pipelines.config import load_params
+from pipelines.services.best_params import study_name
 from pipelines.stages.tune import FINISHED, _defaults
 from tests.conftest import tiny_params_dict, write_params
 from tests.helpers import command_env, run

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from pipelines.config_base import Section
+from pipelines.config._base import Section
 
 
 class SyntheticDefects(Section):

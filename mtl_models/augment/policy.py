@@ -1,7 +1,7 @@
 """Label-safe augmentation: keep the transforms every task's label survives, remap the rest.
 
 :func:`resolve_policy` instantiates each requested albumentations transform, reads its effects
-(:mod:`mtl_models.effects`) and compares them with what every task tolerates. A transform is
+(:mod:`mtl_models.augment.effects`) and compares them with what every task tolerates. A transform is
 *kept* when it is safe for every task, or when a declared remap says where each label it moves
 goes (a horizontal flip swaps ``*_left`` and ``*_right``); otherwise it is *excluded*, with the
 tasks and effects that rule it out. :class:`LabelSafeAugment` applies the kept transforms and
@@ -21,7 +21,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check at im
 import albumentations as A
 import numpy as np
 
-from mtl_models.effects import (
+from mtl_models.augment.effects import (
     BOOLEAN_EFFECTS,
     TRANSFORMS,
     check_remappable,
@@ -203,7 +203,7 @@ def resolve_policy(
     """Decide, per requested transform, whether every task's label survives it.
 
     ``sensitivity`` maps each task (in label order) to ``{effect: largest tolerated magnitude}``
-    (:func:`mtl_models.effects.task_sensitivity`); ``remaps`` maps a transform name to
+    (:func:`mtl_models.augment.effects.task_sensitivity`); ``remaps`` maps a transform name to
     ``{source_task: destination_task}`` (``*`` patterns allowed). Raises :class:`PolicyError`
     naming the entry for an unknown transform, an invalid argument or a bad remap.
     """
@@ -247,7 +247,7 @@ class LabelSafeAugment:
     """``(image, labels) -> (image, labels)``: the kept transforms, with label remaps.
 
     Picklable and reseedable, so each DataLoader worker draws its own augmentations
-    (:func:`mtl_models.data.make_loader` reseeds it from the worker's torch seed).
+    (:func:`mtl_models.train.loaders.make_loader` reseeds it from the worker's torch seed).
     """
 
     def __init__(

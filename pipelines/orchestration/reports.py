@@ -135,7 +135,7 @@ def publish(
 
     from pipelines import tracking
     from pipelines.files import read_json
-    from pipelines.flow_tracking import descendants, model_version_url
+    from pipelines.orchestration.flow_tracking import descendants, model_version_url
 
     if tuned is not None:
         client = MlflowClient(tracking.configure(params))

@@ -6,7 +6,7 @@ table features as their own columns, unscaled and un-encoded: the encodings fitt
 training split travel inside the model and are applied here.
 
 ``Predictor`` is plain Python (used by tests and benchmarks); ``MultiTaskPyfunc`` wraps it
-for MLflow. The model is logged with models-from-code (``pipelines/pyfunc_entry.py``), so
+for MLflow. The model is logged with models-from-code (``pipelines/serving/entry.py``), so
 nothing is pickled: the logged code, weights and spec rebuild it.
 """
 
@@ -31,13 +31,13 @@ from mlflow.models.model import ModelInfo
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from PIL import Image, UnidentifiedImageError
 
-from mtl_models.data import batch_inputs, to_device
 from mtl_models.inputs import FeatureInput, ImageInput, InputSpec, SignalInput
-from mtl_models.model import SPEC_FILE, WEIGHTS_FILE, ModelSpec, load_checkpoint
+from mtl_models.nn.model import SPEC_FILE, WEIGHTS_FILE, ModelSpec, load_checkpoint
+from mtl_models.train.loaders import batch_inputs, to_device
 
 IMAGE_COLUMN = "image"
-ENTRY_FILE = Path(__file__).with_name("pyfunc_entry.py")
-PACKAGE_DIRS = [Path(__file__).parent, Path(__file__).parents[1] / "mtl_models"]
+ENTRY_FILE = Path(__file__).with_name("entry.py")
+PACKAGE_DIRS = [Path(__file__).parents[1], Path(__file__).parents[2] / "mtl_models"]
 
 
 class InvalidRequest(ValueError):

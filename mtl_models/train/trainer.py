@@ -14,11 +14,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from mtl_models.acceleration import Acceleration
-from mtl_models.affinity import lookahead_affinity
-from mtl_models.data import Inputs, head_of, to_device
 from mtl_models.metrics import summarize, task_metrics
-from mtl_models.model import MultiTaskModel
+from mtl_models.nn.model import MultiTaskModel
+from mtl_models.train.acceleration import Acceleration
+from mtl_models.train.affinity import lookahead_affinity
+from mtl_models.train.loaders import Inputs, head_of, to_device
 from mtl_models.weighting import Weighting
 
 Batch = tuple[Inputs, Tensor]

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtl_models.data import Inputs
-from mtl_models.model import MultiTaskModel
+from mtl_models.nn.model import MultiTaskModel
+from mtl_models.train.loaders import Inputs
 
 
 def lookahead_affinity(model: MultiTaskModel, images: Inputs, labels: Tensor, lr: float) -> Tensor:

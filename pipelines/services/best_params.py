@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Collection
 from typing import Any
 
 import yaml
@@ -70,11 +71,14 @@ def _overlaps(tuned: str, given: str) -> bool:
     return tuned.startswith("train.weighting.") and given.startswith("train.weighting")
 
 
-def apply_best_params(params: Params, paths: ProjectPaths) -> tuple[Params, dict[str, Any] | None]:
+def apply_best_params(
+    params: Params, paths: ProjectPaths, overridden: Collection[str] = ()
+) -> tuple[Params, dict[str, Any] | None]:
     """``params`` with the tuned values on top, and the file's content when any were applied.
 
-    Only keys still in ``tune.search_space`` apply, and keys given with ``--set`` keep the
-    user's value (see ``_overlaps``). Nothing applies when ``tune.enabled`` is false.
+    Only keys still in ``tune.search_space`` apply, and the ``overridden`` keys (given with
+    ``--set``) keep the user's value (see ``_overlaps``). Nothing applies when
+    ``tune.enabled`` is false.
     """
     content = read_best_params(paths)
     if not params.tune.enabled or not content or not content.get("params"):
@@ -83,7 +87,7 @@ def apply_best_params(params: Params, paths: ProjectPaths) -> tuple[Params, dict
     values = {
         key: value
         for key, value in content["params"].items()
-        if key in space and not any(_overlaps(key, given) for given in params._overridden)
+        if key in space and not any(_overlaps(key, given) for given in overridden)
     }
     if not values:
         return params, None

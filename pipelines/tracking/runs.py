@@ -17,7 +17,7 @@ import mlflow
 import pandas as pd
 from mlflow.entities import Run
 
-from mtl_models.training import Callback, EpochLog
+from mtl_models.train.trainer import Callback, EpochLog
 from pipelines.config import Params
 from pipelines.files import sqlite_lock
 

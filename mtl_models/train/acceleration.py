@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from mtl_models.data import Inputs
-from mtl_models.model import MultiTaskModel
+from mtl_models.nn.model import MultiTaskModel
+from mtl_models.train.loaders import Inputs
 
 Forward = Callable[[Inputs], tuple[dict[str, Tensor], Tensor]]
 

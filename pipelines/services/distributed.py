@@ -15,8 +15,8 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
-from mtl_models.data import Shard
-from mtl_models.training import resolve_device
+from mtl_models.train.loaders import Shard
+from mtl_models.train.trainer import resolve_device
 from mtl_models.weighting import WEIGHTINGS
 from pipelines.config import Params
 from pipelines.errors import ConfigError

@@ -7,7 +7,7 @@ a task when none of its effects exceeds what the task tolerates, or when a decla
 says where the label moves (a horizontal flip moves a left-region defect to the right region).
 
 This module is pure Python so configuration can validate names without importing
-albumentations; :mod:`mtl_models.augmentation` instantiates and applies the transforms.
+albumentations; :mod:`mtl_models.augment.policy` instantiates and applies the transforms.
 """
 
 from __future__ import annotations

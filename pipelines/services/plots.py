@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from mtl_models.metrics import confusion
 from mtl_models.tasks import TaskSpec
-from mtl_models.training import EpochLog
+from mtl_models.train.trainer import EpochLog
 from pipelines.files import atomic_write_bytes
 
 

@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtl_models.backbones import BACKBONES, Backbone, Fusion
-from mtl_models.heads import Decoded, TaskHead, build_head
 from mtl_models.inputs import ImageInput, InputSpec, input_from_dict, input_to_dict
+from mtl_models.nn.backbones import BACKBONES, Backbone, Fusion
+from mtl_models.nn.heads import Decoded, TaskHead, build_head
 from mtl_models.tasks import TaskSpec
 
 # The backbone that reads one input of each kind (``backbone: auto``), and how it is told

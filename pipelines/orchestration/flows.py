@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from pipelines.config import Params
     from pipelines.files import ProjectPaths
-    from pipelines.flow_reports import RunLinks
+    from pipelines.orchestration.reports import RunLinks
 
 # Flow parameters, validated by Prefect (pydantic) before a flow run starts.
 ParamsFile = Annotated[str, StringConstraints(pattern=r"\.ya?ml$")]
@@ -56,7 +56,7 @@ class FlowContext:
 
     def project_run(self) -> AbstractContextManager[None]:
         """The flow's MLflow run as the stages' project run (see ``flow_tracking``)."""
-        from pipelines.flow_tracking import project_run
+        from pipelines.orchestration.flow_tracking import project_run
 
         return project_run(self.mlflow_run_id)
 
@@ -77,7 +77,7 @@ def load_flow_params(root: Path, params_file: str, overrides: Mapping[str, Any])
     """The flow's params: the file with the overrides, validated, and agreeing with
     ``params.yaml`` on what the DVC data stages read."""
     from pipelines.config import load_params
-    from pipelines.dvc_data import check_data_params
+    from pipelines.orchestration.dvc import check_data_params
 
     params = load_params(Path(params_file), override_strings(overrides))
     check_data_params(params, root)
@@ -109,7 +109,7 @@ def _is_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) ->
 )
 def reproduce(stage: str, root: str) -> None:
     """``dvc repro STAGE``: DVC skips it when its deps and params are unchanged."""
-    from pipelines.dvc_data import dvc_repro
+    from pipelines.orchestration.dvc import dvc_repro
 
     dvc_repro(stage, Path(root), log=get_run_logger().info)
 
@@ -158,7 +158,7 @@ def register_stage(ctx: FlowContext) -> dict[str, Any]:
 
     from pipelines import stages, tracking
     from pipelines.errors import MtlflowError
-    from pipelines.flow_tracking import versions_from_run
+    from pipelines.orchestration.flow_tracking import versions_from_run
 
     name = ctx.params.registry.model_name
     client = MlflowClient(tracking.configure(ctx.params))
@@ -183,7 +183,7 @@ def publish_reports(
     ctx: FlowContext, links: RunLinks, ui: str, tuned: dict[str, Any] | None, trained: bool
 ) -> None:
     """Markdown and table artifacts on this flow run, read from the files the stages wrote."""
-    from pipelines.flow_reports import publish
+    from pipelines.orchestration.reports import publish
 
     publish(ctx.params, ctx.paths, links, ui, tuned=tuned, trained=trained)
 
@@ -203,10 +203,10 @@ def _run(
     from prefect.runtime import flow_run
 
     from pipelines import runtime, tracking
-    from pipelines.dvc_data import DATA_STAGES, locked_md5
     from pipelines.files import ProjectPaths
-    from pipelines.flow_reports import RunLinks
-    from pipelines.flow_tracking import flow_run_in_mlflow, flow_run_tags
+    from pipelines.orchestration.dvc import DATA_STAGES, locked_md5
+    from pipelines.orchestration.flow_tracking import flow_run_in_mlflow, flow_run_tags
+    from pipelines.orchestration.reports import RunLinks
 
     runtime.quiet_environment()
     runtime.keep_freed_memory()

@@ -1,0 +1,180 @@
+"""The whole of ``params.yaml``: the sections validated together, loading with ``--set``
+overrides, and overlaying sampled or tuned values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from mtl_models.augment.effects import expand_remap
+from mtl_models.losses import ClassWeighting
+from mtl_models.tasks import TaskKind, TaskSpec
+from mtl_models.weighting import WEIGHTINGS
+from pipelines.config._base import Section
+from pipelines.config.augment import AugmentConfig
+from pipelines.config.data import DataConfig
+from pipelines.config.model import ModelConfig
+from pipelines.config.overrides import apply_overrides, set_path
+from pipelines.config.sections import BaselinesConfig, RegisterConfig, TrackingConfig
+from pipelines.config.split import SplitConfig
+from pipelines.config.tasks import TaskConfig
+from pipelines.config.train import TrainConfig
+from pipelines.config.tune import TuneConfig
+from pipelines.errors import ConfigError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class Params(Section):
+    data: DataConfig = DataConfig()
+    tasks: dict[str, TaskConfig] = Field(min_length=1)
+    split: SplitConfig = SplitConfig()
+    augment: AugmentConfig = AugmentConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    tune: TuneConfig = TuneConfig()
+    baselines: BaselinesConfig = BaselinesConfig()
+    # ``register`` is a method of pydantic models, so the section lives under another name.
+    registry: RegisterConfig = Field(RegisterConfig(), alias="register")
+    tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _weights_name_tasks(self) -> Params:
+        weights = getattr(self.train.weighting, "weights", None) or {}
+        unknown = sorted(set(weights) - set(self.tasks))
+        if unknown:
+            raise ValueError(
+                f"train.weighting.weights names unknown tasks {unknown}; "
+                f"tasks: {sorted(self.tasks)}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _remaps_permute_tasks(self) -> Params:
+        for name, mapping in self.augment.remaps.items():
+            try:
+                expand_remap(mapping, list(self.tasks))
+            except ValueError as exc:
+                raise ValueError(f"augment.remaps.{name}: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _gradient_methods_need_tasks_together(self) -> Params:
+        method = WEIGHTINGS.get(self.train.weighting.method)
+        if method.needs_task_gradients and self.train.schedule == "alternating":
+            raise ValueError(
+                f"train.weighting.method '{self.train.weighting.method}' combines the tasks' "
+                "gradients within a batch, but train.schedule 'alternating' trains one task "
+                "per batch; use schedule 'joint' or a loss-based method"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _gradient_methods_need_shared_blocks(self) -> Params:
+        method = WEIGHTINGS.get(self.train.weighting.method)
+        if method.needs_task_gradients and self.model.shared_depth == 0:
+            raise ValueError(
+                f"train.weighting.method '{self.train.weighting.method}' combines per-task "
+                "gradients of the shared blocks, but model.shared_depth is 0 (nothing shared)"
+            )
+        return self
+
+    def task_sensitivity(self) -> dict[str, dict[str, float]]:
+        """Task -> {effect: largest tolerated magnitude}, in task order."""
+        return {name: t.sensitivity() for name, t in self.tasks.items()}
+
+    def task_specs(self) -> list[TaskSpec]:
+        """Tasks as the model sees them (class weights are fitted later, on the train split)."""
+        return [
+            TaskSpec(
+                name=name,
+                kind=t.kind,
+                n_classes=t.n_classes,
+                column=None if t.column is None else str(t.column),
+                classes=None if t.classes is None else tuple(t.classes),
+                focal_gamma=self.focal_gamma(name),
+            )
+            for name, t in self.tasks.items()
+        ]
+
+    def class_weighting(self, task: str) -> ClassWeighting:
+        """The task's class weighting: its own, else ``train.class_weighting``."""
+        t = self.tasks[task]
+        if t.kind is TaskKind.REGRESSION:
+            return "none"
+        return t.class_weighting or self.train.class_weighting
+
+    def focal_gamma(self, task: str) -> float:
+        t = self.tasks[task]
+        if t.kind is TaskKind.REGRESSION:
+            return 0.0
+        return t.focal_gamma if t.focal_gamma is not None else self.train.focal_gamma
+
+
+def params_dict(params: Params) -> dict[str, Any]:
+    """The validated params as plain YAML-able data (``register`` under its file name)."""
+    return params.model_dump(by_alias=True, mode="json")
+
+
+def overlay(params: Params, values: Mapping[str, Any], source: str = "trial") -> Params:
+    """``params`` with dotted ``values`` set on top, validated again (how trials apply samples).
+
+    Choosing another weighting method drops the previous method's hyperparameters, which the
+    new one would reject.
+    """
+    raw = params_dict(params)
+    method = values.get("train.weighting.method")
+    if method is not None and method != raw["train"]["weighting"]["method"]:
+        raw["train"]["weighting"] = {"method": method}
+    for key, value in values.items():
+        set_path(raw, key, value)
+    result = parse_params(raw, source=source, check_space=False)
+    return result
+
+
+
+def _describe(errors: Sequence[Mapping[str, Any]]) -> str:
+    lines = []
+    for err in errors:
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        shown = err["type"] != "missing" and not isinstance(err["input"], dict)
+        got = f" (got {err['input']!r:.80})" if shown else ""
+        lines.append(f"  {path}: {err['msg']}{got}")
+    return "\n".join(lines)
+
+
+def parse_params(
+    raw: Mapping[str, Any], source: str = "params", check_space: bool = True
+) -> Params:
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as exc:
+        errors = [
+            # Discriminated unions put the method name in the path; drop it for readability.
+            {**e, "loc": tuple(p for p in e["loc"] if p not in WEIGHTINGS)}
+            for e in exc.errors(include_url=False)
+        ]
+        raise ConfigError(f"{source}: invalid parameters\n{_describe(errors)}") from None
+    if check_space:
+        # search_space overlays params itself: imported here, where both modules are loaded
+        from pipelines.config.search_space import check_search_space
+
+        check_search_space(params, source)
+    return params
+
+
+def load_params(path: Path = DEFAULT_PARAMS, overrides: Sequence[str] = ()) -> Params:
+    """Read, override and validate a params file; every entry point goes through here."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return parse_params(apply_overrides(raw, overrides), source=str(path))

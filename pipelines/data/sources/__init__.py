@@ -1,0 +1,1 @@
+"""Data sources: the built-in generated datasets and the user's own files."""

@@ -1,0 +1,1 @@
+"""Orchestration: Prefect flows, their reports and deployments, and DVC from a flow."""

@@ -1,0 +1,2 @@
+"""What stages, flows, benchmarks and serving share: fitting, tuning, scoring, diagnosis,
+augmentation reports, plots."""

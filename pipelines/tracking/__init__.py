@@ -1,0 +1,29 @@
+"""MLflow: where runs go, what they record, and the trainer callbacks that log epochs."""
+
+from pipelines.tracking.runs import (
+    EpochPrinter,
+    MlflowEpochLogger,
+    configure,
+    flatten,
+    git_commit,
+    log_split_dataset,
+    resumed_run,
+    run_url,
+    task_metric_values,
+    tracking_uri,
+    training_run,
+)
+
+__all__ = [
+    "EpochPrinter",
+    "MlflowEpochLogger",
+    "configure",
+    "flatten",
+    "git_commit",
+    "log_split_dataset",
+    "resumed_run",
+    "run_url",
+    "task_metric_values",
+    "tracking_uri",
+    "training_run",
+]

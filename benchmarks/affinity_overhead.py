@@ -20,11 +20,11 @@ import torch
 
 from pipelines import runtime
 from pipelines.config import load_params, overlay
+from pipelines.data.splits import load_split
 from pipelines.files import ProjectPaths
+from pipelines.services.augmentation import resolve_augmentation
 from pipelines.services.best_params import apply_best_params
-from pipelines.stages.augment import resolve_augmentation
-from pipelines.stages.split import load_split
-from pipelines.stages.train import fit
+from pipelines.services.fitting import fit
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ def training_rate(params, dataset, workers: int, epochs: int) -> float:
     from mtl_models.train.loaders import make_loader
     from mtl_models.train.trainer import Trainer, resolve_device
     from mtl_models.weighting import build_weighting
-    from pipelines.stages.train import model_spec
+    from pipelines.services.fitting import model_spec
 
     torch.manual_seed(0)
     tasks = params.task_specs()
@@ -77,7 +77,7 @@ def main() -> None:
     from pipelines import runtime
     from pipelines.config import load_params
     from pipelines.data.sources.synthetic_defects import generate_defect_dataset
-    from pipelines.stages.augment import resolve_augmentation
+    from pipelines.services.augmentation import resolve_augmentation
 
     runtime.quiet_environment()
     runtime.keep_freed_memory()

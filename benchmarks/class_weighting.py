@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipelines.config import load_params  # noqa: E402
+from pipelines.data.splits import load_split  # noqa: E402
 from pipelines.files import ProjectPaths  # noqa: E402
 from pipelines.serving import Predictor  # noqa: E402
-from pipelines.stages.split import load_split  # noqa: E402
 
 COMMON = ["tune.enabled=false", "train.affinity.enabled=false"]
 

@@ -32,9 +32,9 @@ import requests
 import torch
 
 from pipelines.config import load_params
+from pipelines.data.splits import load_split
 from pipelines.files import ProjectPaths
 from pipelines.serving import encode_png
-from pipelines.stages.split import load_split
 from pipelines.tracking import tracking_uri
 
 

@@ -44,10 +44,10 @@ from mtl_models.train.trainer import Trainer, resolve_device
 from mtl_models.weighting import build_weighting
 from pipelines import runtime
 from pipelines.config import load_params
+from pipelines.data.splits import load_input_specs, load_split
 from pipelines.files import ProjectPaths
 from pipelines.services.best_params import apply_best_params
-from pipelines.stages.split import load_input_specs, load_split
-from pipelines.stages.train import fit_task_specs, model_spec, seed_everything
+from pipelines.services.fitting import fit_task_specs, model_spec, seed_everything
 from pipelines.tracking import MlflowEpochLogger
 
 

@@ -36,7 +36,7 @@ def measure(method: str, params_file: Path, steps: int, warmup: int, device_name
     from pipelines import runtime
     from pipelines.config import load_params
     from pipelines.data.sources.synthetic_defects import generate_defect_dataset
-    from pipelines.stages.train import model_spec
+    from pipelines.services.fitting import model_spec
 
     runtime.keep_freed_memory()
     params = load_params(params_file, [f"train.weighting.method={method}"])

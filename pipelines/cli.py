@@ -5,19 +5,20 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from pipelines.errors import MtlflowError
+from pipelines.stages import PIPELINE, STAGES, stage
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals hold image arrays; the trace is enough
     help=(
-        "Multi-task learning pipeline: prepare -> split -> tune -> [baselines] -> train -> "
-        "evaluate -> register."
+        "Multi-task learning pipeline: " + " -> ".join(PIPELINE) + " (baselines only with "
+        "baselines.enabled)."
     ),
 )
 
@@ -30,7 +31,6 @@ SetOption = Annotated[
         "--set", "-s", help="Override a param, KEY=VALUE (repeatable), e.g. train.lr=3e-4."
     ),
 ]
-STAGE_ORDER = ("prepare", "split", "tune", "baselines", "train", "evaluate", "register")
 
 
 @app.callback()
@@ -41,9 +41,13 @@ def _startup() -> None:
     runtime.keep_freed_memory()
 
 
+def _fail(exc: MtlflowError) -> typer.Exit:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
 def _run_stages(names: tuple[str, ...], params_file: Path, overrides: list[str] | None) -> None:
-    from pipelines import stages
-    from pipelines.config import load_params
+    from pipelines.config import load_params, override_keys
     from pipelines.files import ProjectPaths
     from pipelines.services.distributed import check_stage
 
@@ -51,92 +55,53 @@ def _run_stages(names: tuple[str, ...], params_file: Path, overrides: list[str] 
         for name in names:
             check_stage(name)
         params = load_params(params_file, overrides or [])
+        overridden = frozenset(override_keys(overrides or []))
         paths = ProjectPaths(Path.cwd())
         for name in names:
-            stage: Callable[..., Any] = getattr(stages, name)
-            stage(params, paths)
+            entry = stage(name)
+            if entry.takes_overrides:
+                entry.run(params, paths, overridden)
+            else:
+                entry.run(params, paths)
     except MtlflowError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
+        raise _fail(exc) from None
 
 
-@app.command()
-def prepare(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Generate the built-in data.source (defect images by default) into data/raw/."""
-    _run_stages(("prepare",), params, set_)
+def _stage_command(name: str) -> Callable[..., None]:
+    def command(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
+        _run_stages((name,), params, set_)
+
+    return command
 
 
-@app.command()
-def split(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Check the data, decode its inputs once and write stratified splits to data/splits/."""
-    _run_stages(("split",), params, set_)
-
-
-@app.command()
-def augment(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Show which augmentations every task's label survives; write the report and a preview."""
-    _run_stages(("augment",), params, set_)
-
-
-@app.command()
-def tune(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Search tune.search_space with Optuna (resumable); write reports/best_params.yaml."""
-    _run_stages(("tune",), params, set_)
-
-
-@app.command()
-def baselines(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Train one single-task model per task (same backbone, budget, split) for Δm; needs
-    baselines.enabled (`--set baselines.enabled=true`)."""
-    _run_stages(("baselines",), params, set_)
-
-
-@app.command()
-def train(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Train (with reports/best_params.yaml over params); write models/ and an MLflow run.
-
-    Data-parallel under torchrun: `torchrun --nproc_per_node N -m pipelines.cli train`.
-    """
-    _run_stages(("train",), params, set_)
-
-
-@app.command()
-def evaluate(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Score the model on the test split; write reports/metrics.json and plots."""
-    _run_stages(("evaluate",), params, set_)
-
-
-@app.command()
-def register(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
-    """Register the model; move the alias only if its mean test score beats the champion's."""
-    _run_stages(("register",), params, set_)
+for _stage in STAGES:  # one verb per stage, from the table
+    app.command(name=_stage.name, help=_stage.help)(_stage_command(_stage.name))
 
 
 @app.command()
 def run(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
     """Run every stage in order in this process (use `dvc repro` for cached, versioned runs)."""
-    _run_stages(STAGE_ORDER, params, set_)
-    summary(params)
+    _run_stages(PIPELINE, params, set_)
+    summary(params, set_)
 
 
 @app.command()
-def summary(params: ParamsOption = Path("params.yaml")) -> None:
+def summary(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
     """Print the per-task test table, the registry decision and how to open the MLflow UI."""
     import mlflow
 
     from pipelines import tracking
     from pipelines.config import load_params
     from pipelines.files import ProjectPaths, read_json
-    from pipelines.stages.evaluate import format_table
+    from pipelines.services.scoring import format_table
 
     try:
-        cfg = load_params(params)
+        cfg = load_params(params, set_ or [])
         paths = ProjectPaths(Path.cwd())
         metrics = read_json(paths.metrics_file, "evaluate")
         run_info = read_json(paths.run_info, "train")
     except MtlflowError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
+        raise _fail(exc) from None
     print(format_table(metrics))
     if paths.registry_file.is_file():
         decision = read_json(paths.registry_file, "register")
@@ -166,8 +131,7 @@ def deploy(
     try:
         deploy_project(Path.cwd(), name or [])
     except MtlflowError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
+        raise _fail(exc) from None
 
 
 def main() -> None:

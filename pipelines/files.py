@@ -31,13 +31,9 @@ class ProjectPaths:
     def splits_dir(self) -> Path:
         return self.root / "data" / "splits"
 
-    @property
-    def cache_dir(self) -> Path:
-        """Decoded copies of the splits, by content hash (memory-mapped by training)."""
-        return self.root / "data" / "cache"
-
-    def split_file(self, name: str) -> Path:
-        return self.splits_dir / f"{name}.npz"
+    def split_dir(self, name: str) -> Path:
+        """One split's arrays (``labels.npy``, ``input_<name>.npy``), memory-mapped by training."""
+        return self.splits_dir / name
 
     @property
     def models_dir(self) -> Path:

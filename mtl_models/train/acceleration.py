@@ -54,6 +54,29 @@ class Acceleration:
     compile: bool = False
     data_parallel: bool = False
 
+    @classmethod
+    def for_device(
+        cls,
+        device: torch.device,
+        precision: str = "auto",
+        channels_last: bool | str = "auto",
+        compile: bool = False,
+        images: bool = True,
+        data_parallel: bool = False,
+    ) -> Acceleration:
+        """The options a setting asks for on ``device``: ``auto`` means bf16 autocast and
+        channels-last images on CUDA, plain fp32 elsewhere (``precision``: auto, fp32, bf16;
+        channels-last only where the model reads ``images``)."""
+        cuda = device.type == "cuda"
+        bf16 = precision == "bf16" or (precision == "auto" and cuda and bf16_supported(device))
+        wanted = cuda if channels_last == "auto" else channels_last
+        return cls(
+            bf16=bf16,
+            channels_last=bool(wanted) and images,
+            compile=compile,
+            data_parallel=data_parallel,
+        )
+
     def forward(self, model: MultiTaskModel, device: torch.device) -> Forward:
         """The forward function the training step calls (the model moved and wrapped)."""
         if self.bf16 and not bf16_supported(device):

@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipelines.config._base import Section
+
+if TYPE_CHECKING:
+    from pipelines.data.sources import Source
 
 
 class SyntheticDefects(Section):
@@ -25,7 +28,6 @@ class SyntheticDefects(Section):
 # way to name one when ``data.header`` is false).
 ColumnRef = Annotated[str | int, Field(union_mode="left_to_right")]
 
-GENERATED_SOURCES = ("synthetic_defects", "penguins", "multimnist", "synthetic_signals")
 GENERATED_DIR = "data/raw"
 
 
@@ -78,11 +80,17 @@ InputConfig = Annotated[
 ]
 
 
+def _source(name: str) -> Source:
+    from pipelines.data.sources import SOURCES  # the sources import their writers' libraries
+
+    return SOURCES.get(name)()
+
+
 class DataConfig(Section):
     # generated into data/raw by `prepare`, or `files`: your own, under `dir`
-    source: Literal["synthetic_defects", "penguins", "multimnist", "synthetic_signals", "files"] = (
-        "synthetic_defects"
-    )
+    # a registered source (pipelines/data/sources): generated into data/raw by `prepare`, or
+    # `files`: your own, under `dir`
+    source: str = "synthetic_defects"
     synthetic: SyntheticDefects = SyntheticDefects()
     dir: str = Field(GENERATED_DIR, description="the dataset folder (a DVC dependency of split)")
     table: str = Field("manifest.csv", description="in dir: one row per sample, .csv or .parquet")
@@ -92,14 +100,21 @@ class DataConfig(Section):
         default_factory=lambda: {"image": {"kind": "image"}}, validate_default=True, min_length=1
     )
 
+    @field_validator("source")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        _source(name)  # raises, listing the available sources
+        return name
+
     @model_validator(mode="after")
     def _generated_into_raw(self) -> DataConfig:
-        if self.source == "files" and Path(self.dir) == Path(GENERATED_DIR):
+        generated = _source(self.source).generated
+        if not generated and Path(self.dir) == Path(GENERATED_DIR):
             raise ValueError(
                 f"data.dir {self.dir} is where `prepare` writes built-in data (and replaces "
                 "what is there): keep your files in another folder, e.g. data/mine"
             )
-        if self.source in GENERATED_SOURCES and self.dir != GENERATED_DIR:
+        if generated and self.dir != GENERATED_DIR:
             raise ValueError(
                 f"data.source '{self.source}' is generated into {GENERATED_DIR}; "
                 f"set data.source: files to read {self.dir}"
@@ -113,4 +128,4 @@ class DataConfig(Section):
         assert isinstance(spec, ImageInputConfig)
         if spec.size is not None:
             return spec.size
-        return self.synthetic.image_size if self.source == "synthetic_defects" else 64
+        return _source(self.source).image_size(self) or 64

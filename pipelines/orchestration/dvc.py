@@ -22,8 +22,8 @@ import yaml
 
 from pipelines.config import Params, get_path, load_params, params_dict
 from pipelines.errors import ConfigError, MtlflowError
+from pipelines.stages import DATA_STAGES
 
-DATA_STAGES = ("prepare", "split")
 DVC_PARAMS_FILE = "params.yaml"  # what a dvc.yaml `params` entry without a file name reads
 OUTPUT_TAIL = 40  # lines of a failed `dvc repro` kept for the error
 

@@ -53,6 +53,8 @@ class FlowContext:
     params: Params
     paths: ProjectPaths
     mlflow_run_id: str
+    # keys the flow run overrides: they win over tuned values (reports/best_params.yaml)
+    overridden: frozenset[str] = frozenset()
 
     def project_run(self) -> AbstractContextManager[None]:
         """The flow's MLflow run as the stages' project run (see ``flow_tracking``)."""
@@ -127,7 +129,7 @@ def baselines_stage(ctx: FlowContext) -> dict[str, Any]:
     from pipelines import stages
 
     with ctx.project_run():
-        return stages.baselines(ctx.params, ctx.paths)
+        return stages.baselines(ctx.params, ctx.paths, ctx.overridden)
 
 
 @task(name="train", task_run_name="train", cache_policy=NO_CACHE)
@@ -135,7 +137,7 @@ def train_stage(ctx: FlowContext) -> dict[str, Any]:
     from pipelines import stages
 
     with ctx.project_run():  # train logs into the flow's run
-        return stages.train(ctx.params, ctx.paths)
+        return stages.train(ctx.params, ctx.paths, ctx.overridden)
 
 
 @task(name="evaluate", task_run_name="evaluate", cache_policy=NO_CACHE)
@@ -204,9 +206,10 @@ def _run(
 
     from pipelines import runtime, tracking
     from pipelines.files import ProjectPaths
-    from pipelines.orchestration.dvc import DATA_STAGES, locked_md5
+    from pipelines.orchestration.dvc import locked_md5
     from pipelines.orchestration.flow_tracking import flow_run_in_mlflow, flow_run_tags
     from pipelines.orchestration.reports import RunLinks
+    from pipelines.stages import DATA_STAGES
 
     runtime.quiet_environment()
     runtime.keep_freed_memory()
@@ -228,7 +231,7 @@ def _run(
     with flow_run_in_mlflow(params, root, f"{flow_name}/{flow_run.name}", tags) as run:
         run_id = run.info.run_id
         summary["mlflow_run_id"] = run_id
-        ctx = FlowContext(params, ProjectPaths(root), run_id)
+        ctx = FlowContext(params, ProjectPaths(root), run_id, frozenset(overrides))
         if "tune" in steps:
             tuned = tune_stage(quote(ctx))
             summary["best_trial"] = tuned.get("trial")
@@ -272,9 +275,11 @@ def mtl_pipeline(
             must be changed in params.yaml instead.
         mlflow_ui: where the MLflow UI is, for the links in the artifacts.
     """
+    from pipelines.stages import DATA_STAGES, PIPELINE
+
     return _run(
         "mtl-pipeline",
-        ("tune", "baselines", "train"),
+        tuple(name for name in PIPELINE if name not in DATA_STAGES),
         params_file,
         overrides or {},
         mlflow_ui,

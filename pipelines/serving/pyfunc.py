@@ -213,7 +213,7 @@ def raw_request(
 
 def example_request(spec: ModelSpec, paths: Any, rows: int = 2) -> pd.DataFrame:
     """The first validation rows as a raw request: the logged model's input example."""
-    from pipelines.stages.split import load_split
+    from pipelines.data.splits import load_split
 
     inputs, _ = load_split(paths, "val", list(spec.tasks))
     table = pd.read_csv(paths.splits_dir / "val.csv", dtype=str, nrows=rows)

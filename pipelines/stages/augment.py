@@ -1,91 +1,18 @@
-"""``augment``: resolve the label-safe augmentation policy, report it and preview it.
-
-The train stage calls :func:`resolve_augmentation` before any training starts (a bad entry
-fails here) and :func:`write_augmentation_report` inside its MLflow run; ``mtlflow augment``
-runs the same two steps alone, to inspect a policy without training.
-"""
+"""``augment``: show which augmentations every task's label survives; write the report
+(``reports/augmentation.json``) and a preview of augmented training samples. ``train`` does
+the same inside its MLflow run; this stage inspects a policy without training."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
-
-from mtl_models.augment.policy import PolicyError, ResolvedPolicy, TransformRequest, resolve_policy
-from mtl_models.tasks import TaskSpec
-from pipelines.config import ImageInputConfig, Params
-from pipelines.errors import ConfigError
-from pipelines.files import ProjectPaths, write_json
-from pipelines.services import plots
-from pipelines.stages.split import load_split
-
-PREVIEW_AUGMENTATIONS = 5  # columns after the original
-PREVIEW_SEED = 1234
-
-
-def image_input(params: Params) -> str | None:
-    """The input augmentation applies to: the first image input (None without one)."""
-    names = [n for n, c in params.data.inputs.items() if isinstance(c, ImageInputConfig)]
-    return names[0] if names else None
-
-
-def resolve_augmentation(params: Params, image_size: int | None = None) -> ResolvedPolicy:
-    """The resolved policy for ``params``; a bad transform argument or remap is a ConfigError.
-    Without an image input it is off."""
-    cfg = params.augment
-    name = image_input(params)
-    if image_size is None:
-        image_size = params.data.image_size(name) if name else 64
-    requests = [
-        TransformRequest(entry.name, group, entry.args(), where=f"augment.{group}[{i}]")
-        for group, i, entry in cfg.entries()
-    ]
-    try:
-        return resolve_policy(
-            requests,
-            params.task_sensitivity(),
-            cfg.remaps,
-            image_size=image_size,
-            enabled=cfg.enabled and name is not None,
-        )
-    except PolicyError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def preview_rows(
-    policy: ResolvedPolicy, images: np.ndarray, labels: np.ndarray, n_rows: int
-) -> list[list[tuple[np.ndarray, np.ndarray, list[str]]]]:
-    """``n_rows`` evenly spaced samples, each with its original and augmented versions."""
-    augment = policy.build(seed=PREVIEW_SEED)
-    picks = np.linspace(0, len(images) - 1, min(n_rows, len(images))).astype(int)
-    rows = []
-    for i in picks:
-        row = [(images[i], labels[i], [])]
-        if augment is not None:
-            for _ in range(PREVIEW_AUGMENTATIONS):
-                sample = augment.apply(images[i], labels[i])
-                row.append((sample.image, sample.labels, sample.fired))
-        rows.append(row)
-    return rows
-
-
-def write_augmentation_report(
-    policy: ResolvedPolicy,
-    tasks: list[TaskSpec],
-    images: np.ndarray | None,
-    labels: np.ndarray,
-    paths: ProjectPaths,
-    n_rows: int,
-) -> tuple[Path, Path | None]:
-    """Write ``reports/augmentation.json`` and (with images) the preview grid PNG."""
-    report = paths.reports_dir / "augmentation.json"
-    write_json(report, policy.to_dict())
-    if images is None:
-        return report, None
-    preview = paths.plots_dir / "augmentation_preview.png"
-    rows = preview_rows(policy, images, labels.astype(np.float32), n_rows)
-    plots.save(plots.augmentation_preview(rows, tasks), preview)
-    return report, preview
+from mtl_models.augment.policy import ResolvedPolicy
+from pipelines.config import Params
+from pipelines.data.splits import load_split
+from pipelines.files import ProjectPaths
+from pipelines.services.augmentation import (
+    augmented_input,
+    resolve_augmentation,
+    write_augmentation_report,
+)
 
 
 def augment(params: Params, paths: ProjectPaths) -> ResolvedPolicy:
@@ -94,7 +21,7 @@ def augment(params: Params, paths: ProjectPaths) -> ResolvedPolicy:
     inputs, labels = load_split(paths, "train", tasks)
     policy = resolve_augmentation(params)
     print(policy.describe())
-    name = image_input(params)
+    name = augmented_input(params)
     report, preview = write_augmentation_report(
         policy, tasks, inputs.get(name or ""), labels, paths, params.augment.preview_samples
     )

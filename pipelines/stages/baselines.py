@@ -7,40 +7,26 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 import mlflow
 import numpy as np
 
 from pipelines import tracking
-from pipelines.config import Params, params_dict, parse_params
+from pipelines.config import Params, params_dict
+from pipelines.data.splits import load_input_specs, load_split, split_digest
 from pipelines.files import ProjectPaths, write_json
+from pipelines.services.augmentation import resolve_augmentation
+from pipelines.services.baselines import single_task_params
 from pipelines.services.best_params import apply_best_params
-from pipelines.stages.augment import resolve_augmentation
-from pipelines.stages.evaluate import score_split
-from pipelines.stages.split import load_input_specs, load_split, split_digest
-from pipelines.stages.train import fit
+from pipelines.services.fitting import fit
+from pipelines.services.scoring import score_split
 
 
-def single_task_params(params: Params, task: str) -> Params:
-    """``params`` for a model that learns ``task`` alone.
-
-    The backbone, heads, optimiser, epochs, early stopping and augmentation requests stay; what
-    only means something with several tasks goes: the weighting (one loss needs none), task
-    affinity, and augmentation remaps. With one task a remap could only move its label to a task
-    that is not there, so a transform that needs one (a horizontal flip for a ``_left`` task) is
-    excluded by the task's own ``sensitive_to``, as for any transform that would change it.
-    """
-    raw = params_dict(params)
-    raw["tasks"] = {task: raw["tasks"][task]}
-    raw["train"]["weighting"] = {"method": "equal"}
-    raw["train"]["affinity"]["enabled"] = False
-    raw["augment"]["remaps"] = {}
-    raw["tune"] |= {"enabled": False, "search_space": {}}
-    return parse_params(raw, source=f"single-task params for {task}", check_space=False)
-
-
-def baselines(params: Params, paths: ProjectPaths) -> dict[str, Any]:
+def baselines(
+    params: Params, paths: ProjectPaths, overridden: Collection[str] = ()
+) -> dict[str, Any]:
     """Train a single-task model per task and write ``reports/baselines.json``.
 
     With ``baselines.enabled: false`` it writes a note instead (DVC always finds its output),
@@ -56,7 +42,7 @@ def baselines(params: Params, paths: ProjectPaths) -> dict[str, Any]:
         print(f"baselines: skipped ({note})")
         return report
 
-    params, tuned = apply_best_params(params, paths)
+    params, tuned = apply_best_params(params, paths, overridden)
     tasks = params.task_specs()
     train_inputs, train_labels = load_split(paths, "train", tasks)
     val_inputs, val_labels = load_split(paths, "val", tasks)

@@ -7,62 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 
-from mtl_models.metrics import majority_labels, summarize
-from mtl_models.nn.model import SPEC_FILE, WEIGHTS_FILE, MultiTaskModel, load_checkpoint
-from mtl_models.tasks import TaskSpec
-from mtl_models.train.loaders import MultiTaskDataset, make_loader
-from mtl_models.train.trainer import Predictions, predict, score_predictions
+from mtl_models.metrics import summarize
+from mtl_models.nn.model import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
 from pipelines import tracking
 from pipelines.config import Params
+from pipelines.data.splits import load_split, split_digest
 from pipelines.files import ProjectPaths, atomic_write_bytes, read_json, write_json
 from pipelines.services import plots
 from pipelines.services.diagnosis import compare_with_baselines, diagnosis_markdown, format_gains
-from pipelines.stages.split import Inputs, load_split, split_digest
-
-# majority_accuracy sits beside the score because a constant predictor's QWK is 0 by
-# definition: accuracy shows whether a skewed ordinal task really beats "always the mode".
-TABLE_COLUMNS = ("kind", "score", "majority_baseline", "accuracy", "majority_accuracy", "collapsed")
-
-
-def format_table(metrics: dict[str, Any]) -> str:
-    """Per-task test metrics as a fixed-width text table."""
-    per_task = metrics["tasks"]
-    extra = sorted({k for m in per_task.values() for k in m} - set(TABLE_COLUMNS) - {"n"})
-    header = ["task", *TABLE_COLUMNS, *extra]
-    rows = []
-    for name, m in per_task.items():
-        cells = [name]
-        for key in header[1:]:
-            value = m.get(key, "")
-            cells.append(f"{value:.3f}" if isinstance(value, float) else str(value).lower())
-        rows.append(cells)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    summary = metrics["summary"]
-    lines.append(
-        f"mean score {summary['mean_score']:.3f}; "
-        f"{len(summary['tasks_beating_majority'])}/{len(per_task)} tasks beat their majority "
-        "baseline; "
-        f"collapsed: {', '.join(summary['collapsed_tasks']) or 'none'}"
-    )
-    return "\n".join(lines)
-
-
-def score_split(
-    model: MultiTaskModel,
-    inputs: Inputs,
-    labels: np.ndarray,
-    train_labels: np.ndarray,
-    tasks: list[TaskSpec],
-) -> tuple[Predictions, dict[str, dict[str, Any]]]:
-    """Predict a split and score each task against its majority baseline (the training
-    split's mode or mean)."""
-    loader = make_loader(MultiTaskDataset(inputs, labels), 256, shuffle=False)
-    result = predict(model, loader, next(model.parameters()).device)
-    return result, score_predictions(model, result, majority_labels(train_labels, tasks))
+from pipelines.services.scoring import format_table, score_split
 
 
 def _optional_report(path: Path) -> dict[str, Any] | None:
@@ -90,7 +44,7 @@ def evaluate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
         result.labels,
         result.predictions,
         train_labels,
-        weighting=_trained_weighting(run_info, params),
+        weighting=run_info.get("weighting", params.train.weighting.method),
         run_id=run_info["run_id"],
         affinity=affinity,
     )
@@ -118,10 +72,3 @@ def evaluate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     print(format_gains(comparison))
     print(f"evaluate: diagnosis in {paths.diagnosis_file.relative_to(paths.root)}")
     return metrics
-
-
-def _trained_weighting(run_info: dict[str, Any], params: Params) -> str:
-    """The weighting the model was trained with: the run's param (a tuned method may differ
-    from params.yaml's)."""
-    run = mlflow.MlflowClient(tracking.configure(params)).get_run(run_info["run_id"])
-    return run.data.params.get("train.weighting.method", params.train.weighting.method)

@@ -17,7 +17,7 @@ from mtl_models.metrics import delta_m
 from pipelines import stages
 from pipelines.config import Params, load_params
 from pipelines.files import ProjectPaths
-from pipelines.stages.baselines import single_task_params
+from pipelines.services.baselines import single_task_params
 from tests.conftest import tiny_params_dict, write_params
 from tests.helpers import run
 

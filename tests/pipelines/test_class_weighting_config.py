@@ -19,9 +19,9 @@ from mtl_models.tasks import TaskSpec
 from mtl_models.train.loaders import images_to_tensor
 from pipelines import stages
 from pipelines.config import Params, load_params, overlay
+from pipelines.data.splits import load_split
 from pipelines.errors import ConfigError
-from pipelines.stages.split import load_split
-from pipelines.stages.train import fit_task_specs
+from pipelines.services.fitting import fit_task_specs
 from tests.conftest import REPO
 
 ALLOWED = ("'none'", "'balanced'", "'effective_number'")

@@ -10,7 +10,7 @@ from sklearn.metrics import balanced_accuracy_score, r2_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipelines.data.examples import (
+from pipelines.data.sources.examples import (
     EXAMPLE_WRITERS,
     MATERIALS,
     SENSORS,

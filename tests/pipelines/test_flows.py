@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from pipelines.config import load_params
+from pipelines.data.splits import split_digest
 from pipelines.errors import ConfigError, MtlflowError
 from pipelines.files import ProjectPaths
 from pipelines.orchestration.dvc import DataStageError, DvcLockedError, dvc_repro
@@ -32,7 +33,6 @@ from pipelines.orchestration.flows import (
     tune,
 )
 from pipelines.orchestration.reports import registry_line
-from pipelines.stages.split import split_digest
 from tests.conftest import REPO, tiny_params_dict, write_params
 from tests.helpers import copy_project, run
 from tests.pipelines.prefect_support import flow_run_artifacts, flow_run_logs, task_run_names

@@ -11,9 +11,9 @@ from mlflow import MlflowClient
 
 from pipelines import stages
 from pipelines.config import load_params
+from pipelines.data.splits import load_split
 from pipelines.files import write_json
 from pipelines.serving import IMAGE_COLUMN, Predictor, encode_png
-from pipelines.stages.split import load_split
 
 pytestmark = pytest.mark.slow
 

@@ -1,15 +1,13 @@
 import json
-import threading
 
 import numpy as np
 import pandas as pd
 import pytest
-from filelock import FileLock
 
 from pipelines import stages
 from pipelines.config import params_dict, parse_params
+from pipelines.data.splits import load_split, stratified_split
 from pipelines.errors import DataError
-from pipelines.stages.split import load_split, stratified_split
 
 
 def test_split_is_disjoint_complete_and_in_the_configured_ratios(project):
@@ -53,7 +51,7 @@ def test_bad_labels_name_file_row_and_column_and_keep_previous_split(project):
     params, paths = project
     stages.prepare(params, paths)
     stages.split(params, paths)
-    before = (paths.splits_dir / "train.npz").read_bytes()
+    before = (paths.split_dir("train") / "labels.npy").read_bytes()
 
     manifest = pd.read_csv(paths.manifest)
     manifest = manifest.astype(
@@ -71,7 +69,7 @@ def test_bad_labels_name_file_row_and_column_and_keep_previous_split(project):
     assert "row 6, column 'pits_left': got 7, expected an integer 0..5 or empty" in message
     assert "row 11, column 'scratches_right': got 1.5" in message
     assert "row 13, column 'corrosion_center': got 'severe'" in message
-    assert (paths.splits_dir / "train.npz").read_bytes() == before  # nothing half-written
+    assert (paths.split_dir("train") / "labels.npy").read_bytes() == before  # nothing half-written
 
 
 def test_missing_labels_are_allowed_and_kept_as_nan(project):
@@ -108,45 +106,24 @@ def test_split_without_prepare_says_what_to_run(project):
         stages.split(params, paths)
 
 
-def test_splits_are_decoded_once_into_a_memory_mapped_cache_keyed_by_content(project):
+def test_splits_are_memory_mapped_from_the_split_files_themselves(project):
+    """Training reads the .npy files split wrote, as copy-on-write maps: nothing is unpacked
+    or cached elsewhere, and writing to the arrays leaves the files as split made them."""
     params, paths = project
     stages.prepare(params, paths)
     stages.split(params, paths)
-    digest = json.loads((paths.splits_dir / "split.json").read_text())["train"]["sha256"]
     inputs, labels = load_split(paths, "train", params.task_specs())
     assert isinstance(inputs["image"], np.memmap) and isinstance(labels, np.memmap)
-    assert (paths.cache_dir / digest / "input_image.npy").is_file()
-    with np.load(paths.split_file("train")) as stored:
-        np.testing.assert_array_equal(inputs["image"], stored["input_image"])
-        np.testing.assert_array_equal(labels, stored["labels"])
-
-    # another split: its own cache; the old copies are dropped
-    stages.split(parse_params(params_dict(params) | {"split": {"seed": 7}}, "t"), paths)
-    load_split(paths, "train", params.task_specs())
-    new = json.loads((paths.splits_dir / "split.json").read_text())["train"]["sha256"]
-    assert new != digest and (paths.cache_dir / new).is_dir()
-    assert not (paths.cache_dir / digest).exists()
-
-
-def test_a_process_waits_while_another_makes_the_cached_copy(project):
-    """DDP ranks and tuning workers load a fresh split at the same moment: while one holds
-    the split's cache lock (making the copy), the others wait, then read its copy, rather
-    than replacing a folder another process is reading."""
-    params, paths = project
-    stages.prepare(params, paths)
-    stages.split(params, paths)
+    assert inputs["image"].filename == (paths.split_dir("train") / "input_image.npy").resolve()
+    assert not (paths.root / "data" / "cache").exists()
+    stored = (paths.split_dir("train") / "labels.npy").read_bytes()
+    labels[:] = -1.0  # torch.from_numpy needs writable arrays; the file must not change
+    assert (paths.split_dir("train") / "labels.npy").read_bytes() == stored
     digest = json.loads((paths.splits_dir / "split.json").read_text())["train"]["sha256"]
-    paths.cache_dir.mkdir(parents=True)
-    loaded: list = []
-    with FileLock(str(paths.cache_dir / digest) + ".lock"):  # "another process" is copying
-        worker = threading.Thread(
-            target=lambda: loaded.append(load_split(paths, "train", params.task_specs()))
-        )
-        worker.start()
-        worker.join(timeout=1.0)
-        assert worker.is_alive() and not loaded  # waiting on the lock
-        assert not (paths.cache_dir / digest).exists()
-    worker.join(timeout=30)
-    ((inputs, _),) = loaded
-    with np.load(paths.split_file("train")) as stored:
-        np.testing.assert_array_equal(inputs["image"], stored["input_image"])
+
+    # another split: another content hash, read from the same place
+    stages.split(parse_params(params_dict(params) | {"split": {"seed": 7}}, "t"), paths)
+    new = json.loads((paths.splits_dir / "split.json").read_text())["train"]["sha256"]
+    assert new != digest
+    again, _ = load_split(paths, "train", params.task_specs())
+    assert not np.array_equal(np.asarray(again["image"]), np.asarray(inputs["image"]))

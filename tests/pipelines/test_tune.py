@@ -12,11 +12,13 @@ from optuna.trial import TrialState
 
 from pipelines import stages
 from pipelines.config import Params, load_params
+from pipelines.data.splits import load_split
 from pipelines.errors import ConfigError
 from pipelines.files import ProjectPaths
 from pipelines.services.best_params import study_name
-from pipelines.stages.split import load_split
-from pipelines.stages.tune import FINISHED, Objective, _defaults, open_storage
+from pipelines.services.study import FINISHED, open_storage
+from pipelines.services.study import default_values as _defaults
+from pipelines.services.trials import Objective
 from tests.conftest import tiny_params_dict, write_params
 
 pytestmark = pytest.mark.slow

@@ -26,7 +26,8 @@ from pipelines.config import (
 )
 from pipelines.errors import ConfigError
 from pipelines.services.best_params import apply_best_params, study_name, write_best_params
-from pipelines.stages.tune import Objective, PruneOnScore, TrialConfigError, _defaults, sample
+from pipelines.services.study import default_values as _defaults
+from pipelines.services.trials import Objective, PruneOnScore, TrialConfigError, sample
 from tests.conftest import REPO, tiny_params_dict, write_params
 
 # ---------------------------------------------------------------------------- helpers

@@ -15,7 +15,8 @@ from optuna.trial import TrialState
 
 from pipelines.config import load_params
 from pipelines.services.best_params import study_name
-from pipelines.stages.tune import FINISHED, _defaults
+from pipelines.services.study import FINISHED
+from pipelines.services.study import default_values as _defaults
 from tests.conftest import tiny_params_dict, write_params
 from tests.helpers import command_env, run
 

@@ -21,10 +21,10 @@ from PIL import Image
 
 from pipelines import stages
 from pipelines.config import Params, parse_params
+from pipelines.data.splits import load_input_specs, load_split
 from pipelines.errors import DataError
 from pipelines.files import ProjectPaths
 from pipelines.serving import InvalidRequest, Predictor
-from pipelines.stages.split import load_input_specs, load_split
 
 N = 40
 DATA = "mine"  # data.dir, under the project root

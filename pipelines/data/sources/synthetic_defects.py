@@ -13,10 +13,17 @@ Sample ``i`` depends only on ``(seed, i)``, so a larger dataset extends a smalle
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from statistics import NormalDist
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
+
+from pipelines.data.sources import SOURCES, Source
+
+if TYPE_CHECKING:
+    from pipelines.config import DataConfig, Params
 
 DEFECTS = ("scratches", "pits", "corrosion")
 REGIONS = ("left", "center", "right")
@@ -148,3 +155,31 @@ def generate_defect_dataset(
         ratings[i] = sample_ratings(rng)
         images[i] = render_sample(ratings[i], image_size, rng)
     return images, ratings
+
+
+@SOURCES.register("synthetic_defects")
+class SyntheticDefects(Source):
+    """The embedded metal-sample images (PNG) and their ratings (``manifest.csv``)."""
+
+    def image_size(self, data: DataConfig) -> int | None:
+        return data.synthetic.image_size
+
+    def write(self, params: Params, out: Path) -> int:
+        import pandas as pd
+
+        cfg = params.data.synthetic
+        print(
+            f"prepare: generating {cfg.n_samples} defect images "
+            f"({cfg.image_size}px, seed {cfg.seed})"
+        )
+        images, ratings = generate_defect_dataset(cfg.n_samples, cfg.image_size, cfg.seed)
+        (out / "images").mkdir()
+        rel_paths = []
+        for i, image in enumerate(images):
+            rel = f"images/{i:05d}.png"
+            Image.fromarray(image).save(out / rel)
+            rel_paths.append(rel)
+        manifest = pd.DataFrame(ratings, columns=defect_task_names())
+        manifest.insert(0, "path", rel_paths)
+        manifest.to_csv(out / "manifest.csv", index=False)
+        return len(images)

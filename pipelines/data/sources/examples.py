@@ -15,10 +15,16 @@ import csv
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+from pipelines.data.sources import SOURCES, Source
+
+if TYPE_CHECKING:
+    from pipelines.config import Params
 
 WRITTEN_FILES: dict[str, tuple[str, ...]] = {
     "penguins": ("penguins.csv",),
@@ -199,3 +205,23 @@ EXAMPLE_WRITERS: dict[str, Callable[[Path], int]] = {
     "multimnist": write_multimnist,
     "synthetic_signals": write_signals,
 }
+
+
+@SOURCES.register("penguins")
+class Penguins(Source):
+    def write(self, params: Params, out: Path) -> int:
+        return write_penguins(out)
+
+
+@SOURCES.register("multimnist")
+class MultiMnist(Source):
+    def write(self, params: Params, out: Path) -> int:
+        cfg = params.data.synthetic
+        return write_multimnist(out, n_images=min(cfg.n_samples, 2500), seed=cfg.seed)
+
+
+@SOURCES.register("synthetic_signals")
+class SyntheticSignals(Source):
+    def write(self, params: Params, out: Path) -> int:
+        cfg = params.data.synthetic
+        return write_signals(out, n_specimens=max(cfg.n_samples // 3, 1), seed=cfg.seed)

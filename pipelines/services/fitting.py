@@ -1,0 +1,165 @@
+"""Fitting a model as params describe it: the one path that ``train``, every tuning trial,
+every single-task baseline and the benchmarks share."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from mtl_models.augment.policy import ResolvedPolicy
+from mtl_models.inputs import ImageInput, InputSpec
+from mtl_models.losses import ClassWeighting, class_weights
+from mtl_models.metrics import majority_labels
+from mtl_models.nn.model import ModelSpec, MultiTaskModel, build_model
+from mtl_models.tasks import TaskSpec
+from mtl_models.train.acceleration import Acceleration
+from mtl_models.train.loaders import MultiTaskDataset, Shard, make_loader, make_schedule_loader
+from mtl_models.train.trainer import Callback, FitResult, Trainer
+from mtl_models.weighting import build_weighting
+from pipelines.config import Params
+from pipelines.data.splits import ArraysByInput
+from pipelines.services.augmentation import augmented_input
+from pipelines.services.distributed import device_for
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fit_task_specs(
+    tasks: list[TaskSpec],
+    train_labels: np.ndarray,
+    class_weighting: Mapping[str, ClassWeighting] | None = None,
+) -> list[TaskSpec]:
+    """What the losses learn from the training split only: regression targets' mean and
+    spread (for standardising), and each discrete task's class weights."""
+    fitted = []
+    for t, task in enumerate(tasks):
+        values = train_labels[:, t][~np.isnan(train_labels[:, t])]
+        if not task.is_discrete:
+            std = float(values.std()) if len(values) > 1 else 1.0
+            task = replace(task, target_mean=float(values.mean()), target_std=std or 1.0)
+        else:
+            method = (class_weighting or {}).get(task.name, "none")
+            assert task.n_classes is not None
+            task = replace(task, class_weights=class_weights(values, task.n_classes, method))
+        fitted.append(task)
+    return fitted
+
+
+def model_spec(params: Params, tasks: list[TaskSpec], inputs: Sequence[InputSpec]) -> ModelSpec:
+    m = params.model
+    image = next((i for i in inputs if isinstance(i, ImageInput)), ImageInput("image"))
+    return ModelSpec(
+        tasks=tuple(tasks),
+        backbone=m.backbone.name,
+        backbone_args={"width": m.backbone.width, "depth": m.backbone.depth},
+        shared_depth=m.shared_depth,
+        head_hidden=m.head_hidden,
+        dropout=m.dropout,
+        image_size=image.size,
+        channels=image.channels,
+        inputs=tuple(inputs),
+    )
+
+
+@dataclass
+class Fitted:
+    """A trained model with what produced it."""
+
+    model: MultiTaskModel
+    spec: ModelSpec
+    result: FitResult
+    tasks: list[TaskSpec]
+    device: torch.device
+
+
+def fit(
+    params: Params,
+    train_data: tuple[ArraysByInput, np.ndarray],
+    val_data: tuple[ArraysByInput, np.ndarray],
+    policy: ResolvedPolicy,
+    callbacks: Sequence[Callback] = (),
+    input_specs: Sequence[InputSpec] = (),
+    shard: Shard | None = None,
+) -> Fitted:
+    """Build the model, weighting and loaders ``params`` describe and train; ``train``,
+    every tuning trial and every baseline go through here. ``input_specs`` are the split's
+    (``load_input_specs``): the encodings the served model applies to raw inputs. ``shard``:
+    this process's part of a DDP run (``pipelines.services.distributed``)."""
+    shard = shard or Shard()
+    cfg = params.train
+    (train_inputs, train_labels), (val_inputs, val_labels) = train_data, val_data
+    seed_everything(cfg.seed)
+    per_class = {name: params.class_weighting(name) for name in params.tasks}
+    tasks = fit_task_specs(params.task_specs(), train_labels, per_class)
+    spec = model_spec(params, tasks, input_specs or _image_specs(train_inputs))
+    model = build_model(spec)
+    weighting = build_weighting(
+        cfg.weighting.method, [t.name for t in tasks], **cfg.weighting_kwargs()
+    )
+    device = device_for(params, shard)
+    if shard.world_size > 1 and device.type == "cuda":
+        # small per-GPU batches: normalise over the global batch, as one process would
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    transform = policy.build(seed=cfg.seed)
+    train_loader = make_schedule_loader(
+        MultiTaskDataset(train_inputs, train_labels, transform, augmented_input(params)),
+        cfg.batch_size,
+        schedule=cfg.schedule,
+        seed=cfg.seed,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        shard=shard,
+    )
+    val_loader = make_loader(MultiTaskDataset(val_inputs, val_labels), 256, shuffle=False)
+    trainer = Trainer(
+        model,
+        weighting,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        patience=cfg.patience,
+        device=device,
+        majority=majority_labels(train_labels, tasks),
+        callbacks=callbacks,
+        affinity_every=cfg.affinity.every if measures_affinity(params) else None,
+        affinity_lr=cfg.affinity.lr,
+        affinity_samples=cfg.affinity.samples,
+        acceleration=Acceleration.for_device(
+            device,
+            cfg.precision,
+            cfg.channels_last,
+            cfg.compile,
+            images=augmented_input(params) is not None,
+            data_parallel=shard.world_size > 1,
+        ),
+    )
+    result = trainer.fit(train_loader, val_loader)
+    return Fitted(model=model, spec=spec, result=result, tasks=tasks, device=device)
+
+
+def _image_specs(inputs: ArraysByInput) -> list[InputSpec]:
+    """Specs of image-only inputs, read off the arrays (callers without a split on disk)."""
+    specs: list[InputSpec] = []
+    for name, array in inputs.items():
+        if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1] != array.shape[2]:
+            raise ValueError(f"input '{name}' is not square uint8 images: pass input_specs")
+        specs.append(ImageInput(name, array.shape[1], array.shape[3]))
+    return specs
+
+
+def measures_affinity(params: Params) -> bool:
+    """Affinity steps the shared blocks; with none (``shared_depth: 0``) there is nothing to
+    measure, and a search over ``shared_depth`` may well sample 0."""
+    return (
+        params.train.affinity.enabled
+        and params.model.shared_depth != 0
+        and params.train.schedule == "joint"  # one task per batch leaves nothing to compare
+    )

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from mtl_models.losses import corn_predict
 from mtl_models.kinds import KINDS
+from mtl_models.losses import corn_predict
 from mtl_models.nn.heads import build_head
 from mtl_models.tasks import TaskSpec
 

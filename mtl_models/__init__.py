@@ -1,8 +1,9 @@
 """mtl_models: a small library for multi-task networks (no tracking or orchestration imports)."""
 
 from mtl_models._registry import Registry, UnknownNameError
+from mtl_models.kinds import KINDS, Kind, get_kind
 from mtl_models.nn.backbones import BACKBONES, Backbone, ConvNet
-from mtl_models.nn.heads import HEADS, Decoded, TaskHead
+from mtl_models.nn.heads import Decoded, TaskHead
 from mtl_models.nn.model import (
     ModelSpec,
     MultiTaskModel,
@@ -10,14 +11,13 @@ from mtl_models.nn.model import (
     load_checkpoint,
     save_checkpoint,
 )
-from mtl_models.tasks import PRIMARY_METRIC, TaskKind, TaskSpec
+from mtl_models.tasks import TaskSpec, fit_task
 from mtl_models.train.trainer import Callback, EpochLog, FitResult, Trainer
 from mtl_models.weighting import WEIGHTINGS, Weighting, build_weighting
 
 __all__ = [
     "BACKBONES",
-    "HEADS",
-    "PRIMARY_METRIC",
+    "KINDS",
     "WEIGHTINGS",
     "Backbone",
     "Callback",
@@ -25,17 +25,19 @@ __all__ = [
     "Decoded",
     "EpochLog",
     "FitResult",
+    "Kind",
     "ModelSpec",
     "MultiTaskModel",
     "Registry",
     "TaskHead",
-    "TaskKind",
     "TaskSpec",
     "Trainer",
     "UnknownNameError",
     "Weighting",
     "build_model",
     "build_weighting",
+    "fit_task",
+    "get_kind",
     "load_checkpoint",
     "save_checkpoint",
 ]

@@ -37,6 +37,11 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} '{name}'; available: {available}"
             ) from None
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a plug-in registered at run time, e.g. by a test)."""
+        self.get(name)  # raises UnknownNameError listing the available names
+        del self._items[name]
+
     def names(self) -> list[str]:
         return sorted(self._items)
 

@@ -1,4 +1,4 @@
-"""Per-task metrics (scikit-learn), majority baselines and the collapse flag."""
+"""Per-task metrics (each kind scores its own), majority baselines and summaries."""
 
 from __future__ import annotations
 
@@ -8,53 +8,18 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from mtl_models.tasks import TaskKind, TaskSpec
+from mtl_models.kinds import COLLAPSE_SHARE, COLLAPSE_STD_RATIO
+from mtl_models.tasks import TaskSpec
 
-# A task has collapsed when this share of its predictions is one class while its labels are
-# spread out (their most common class is below the same share).
-COLLAPSE_SHARE = 0.95
-# For regression: predictions whose spread is below this fraction of the labels' spread.
-COLLAPSE_STD_RATIO = 0.05
-
-
-def _mode(values: np.ndarray) -> float:
-    uniq, counts = np.unique(values, return_counts=True)
-    return float(uniq[np.argmax(counts)])
-
-
-def _top_share(values: np.ndarray) -> float:
-    _, counts = np.unique(values, return_counts=True)
-    return float(counts.max() / counts.sum())
-
-
-def _discrete_scores(task: TaskSpec, y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    if task.kind is TaskKind.ORDINAL:
-        # All levels passed explicitly: the quadratic penalty is by level distance, even when
-        # a level (often the rare 5) is absent from this split.
-        levels = list(range(task.n_classes))  # type: ignore[arg-type]
-        qwk = (
-            skm.cohen_kappa_score(y, p, weights="quadratic", labels=levels)
-            if len(np.unique(np.r_[y, p])) > 1
-            else 0.0
-        )
-        return {
-            "qwk": float(np.nan_to_num(qwk)),
-            "mae": float(skm.mean_absolute_error(y, p)),
-            "accuracy": float(skm.accuracy_score(y, p)),
-        }
-    return {
-        "accuracy": float(skm.accuracy_score(y, p)),
-        "balanced_accuracy": float(skm.balanced_accuracy_score(y, p)),
-        "macro_f1": float(skm.f1_score(y, p, average="macro", zero_division=0)),
-    }
-
-
-def _regression_scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    return {
-        "mae": float(skm.mean_absolute_error(y, p)),
-        "rmse": float(np.sqrt(skm.mean_squared_error(y, p))),
-        "r2": float(skm.r2_score(y, p)) if len(y) > 1 else 0.0,
-    }
+__all__ = [
+    "COLLAPSE_SHARE",
+    "COLLAPSE_STD_RATIO",
+    "confusion",
+    "delta_m",
+    "majority_labels",
+    "summarize",
+    "task_metrics",
+]
 
 
 def task_metrics(
@@ -74,33 +39,14 @@ def task_metrics(
     y_pred = np.asarray(y_pred, dtype=float)
     present = ~np.isnan(y_true)
     y, p = y_true[present], y_pred[present]
-    result: dict[str, Any] = {"kind": task.kind.value, "n": int(present.sum())}
+    result: dict[str, Any] = {"kind": task.kind, "n": int(present.sum())}
     if len(y) == 0:
         return result | {
             "score": float("nan"),
             "majority_baseline": float("nan"),
             "collapsed": False,
         }
-
-    if task.is_discrete:
-        majority = _mode(y) if majority is None else majority
-        scores = _discrete_scores(task, y, p)
-        baseline = _discrete_scores(task, y, np.full_like(y, majority))
-        collapsed = _top_share(p) >= COLLAPSE_SHARE and _top_share(y) < COLLAPSE_SHARE
-        result["majority_accuracy"] = baseline["accuracy"]
-    else:
-        majority = float(np.mean(y)) if majority is None else majority
-        scores = _regression_scores(y, p)
-        baseline = _regression_scores(y, np.full_like(y, majority))
-        collapsed = bool(np.std(y) > 0 and np.std(p) < COLLAPSE_STD_RATIO * np.std(y))
-    primary = task.primary_metric
-    result |= {
-        "score": scores[primary],
-        "majority_baseline": baseline[primary],
-        "collapsed": bool(collapsed),
-    }
-    result |= scores
-    return result
+    return result | task.kind_plugin.evaluate(task, y, p, majority)
 
 
 def confusion(task: TaskSpec, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -132,7 +78,7 @@ def majority_labels(labels: np.ndarray, tasks: list[TaskSpec]) -> dict[str, floa
     for t, task in enumerate(tasks):
         values = labels[:, t][~np.isnan(labels[:, t])]
         if len(values):
-            out[task.name] = _mode(values) if task.is_discrete else float(values.mean())
+            out[task.name] = task.kind_plugin.majority(values)
     return out
 
 

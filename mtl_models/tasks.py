@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
-
-class TaskKind(StrEnum):
-    CLASSIFICATION = "classification"
-    BINARY = "binary"
-    ORDINAL = "ordinal"
-    REGRESSION = "regression"
-
-
-# The one number per task that tuning, promotion and summaries compare (higher is better).
-PRIMARY_METRIC: dict[TaskKind, str] = {
-    TaskKind.CLASSIFICATION: "balanced_accuracy",
-    TaskKind.BINARY: "balanced_accuracy",
-    TaskKind.ORDINAL: "qwk",
-    TaskKind.REGRESSION: "r2",
-}
+from mtl_models.kinds import Kind, get_kind
+from mtl_models.losses import ClassWeighting
 
 
 @dataclass(frozen=True)
@@ -36,7 +22,7 @@ class TaskSpec:
     """
 
     name: str
-    kind: TaskKind
+    kind: str  # a name registered in mtl_models.kinds.KINDS
     n_classes: int | None = None
     column: str | None = None
     target_mean: float = 0.0
@@ -48,53 +34,31 @@ class TaskSpec:
     classes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", TaskKind(self.kind))
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
-            if self.kind is TaskKind.REGRESSION or len(self.classes) != (
-                self.n_classes or len(self.classes)
-            ):
-                raise ValueError(
-                    f"task '{self.name}': classes {list(self.classes)} do not match "
-                    f"a {self.kind.value} task with n_classes {self.n_classes}"
-                )
         if self.class_weights is not None:
             object.__setattr__(self, "class_weights", tuple(float(w) for w in self.class_weights))
         if self.column is None:
             object.__setattr__(self, "column", self.name)
-        if self.kind is TaskKind.BINARY:
-            if self.n_classes not in (None, 2):
-                raise ValueError(f"task '{self.name}': a binary task has 2 classes")
-            object.__setattr__(self, "n_classes", 2)
-        elif self.kind in (TaskKind.CLASSIFICATION, TaskKind.ORDINAL):
-            if self.n_classes is None or self.n_classes < 2:
-                raise ValueError(
-                    f"task '{self.name}': a {self.kind.value} task needs n_classes >= 2"
-                )
-        elif self.n_classes is not None:
-            raise ValueError(f"task '{self.name}': a regression task has no n_classes")
+        kind = self.kind_plugin  # an unknown kind fails listing the registered ones
+        try:
+            n_classes = kind.check(
+                self.kind, self.n_classes, self.classes, self.class_weights, self.focal_gamma
+            )
+        except ValueError as err:
+            raise ValueError(f"task '{self.name}': {err}") from None
+        object.__setattr__(self, "n_classes", n_classes)
         if not (math.isfinite(self.target_std) and self.target_std > 0):
             raise ValueError(f"task '{self.name}': target_std must be positive and finite")
-        if self.class_weights is not None:
-            if self.kind is TaskKind.REGRESSION:
-                raise ValueError(f"task '{self.name}': a regression task has no class weights")
-            if len(self.class_weights) != self.n_classes or not all(
-                math.isfinite(w) and w >= 0 for w in self.class_weights
-            ):
-                raise ValueError(
-                    f"task '{self.name}': class_weights needs {self.n_classes} values >= 0, "
-                    f"got {list(self.class_weights)}"
-                )
-        if not (math.isfinite(self.focal_gamma) and self.focal_gamma >= 0) or (
-            self.focal_gamma and self.kind is TaskKind.REGRESSION
-        ):
-            raise ValueError(
-                f"task '{self.name}': focal_gamma must be >= 0, and 0 for a regression task"
-            )
+
+    @property
+    def kind_plugin(self) -> Kind:
+        """The registered kind: head outputs, loss, decoding, metrics, strata, fitting."""
+        return get_kind(self.kind)
 
     @property
     def is_discrete(self) -> bool:
-        return self.kind is not TaskKind.REGRESSION
+        return self.kind_plugin.discrete
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -105,31 +69,32 @@ class TaskSpec:
 
     @property
     def primary_metric(self) -> str:
-        return PRIMARY_METRIC[self.kind]
+        return self.kind_plugin.primary_metric
 
     def invalid_label_rows(self, labels: np.ndarray) -> np.ndarray:
         """Indices of present labels that this task cannot accept (missing labels are fine)."""
-        labels = np.asarray(labels, dtype=float)
-        present = ~np.isnan(labels)
-        if not self.is_discrete:
-            return np.flatnonzero(present & ~np.isfinite(labels))
-        assert self.n_classes is not None
-        bad = present & ((labels != np.round(labels)) | (labels < 0) | (labels >= self.n_classes))
-        return np.flatnonzero(bad)
+        return self.kind_plugin.invalid_label_rows(self, np.asarray(labels, dtype=float))
 
     def expected_labels(self) -> str:
         """Human-readable description of a valid label, for error messages."""
-        if self.classes is not None:
-            return f"one of {list(self.classes)} or empty"
-        if self.is_discrete:
-            return f"an integer 0..{self.n_classes - 1} or empty"  # type: ignore[operator]
-        return "a finite number or empty"
+        return self.kind_plugin.expected_labels(self)
+
+    def strata(self, values: np.ndarray) -> np.ndarray:
+        """``[N, C]`` int8 indicator columns of this task's labels for a stratified split."""
+        return self.kind_plugin.strata(self, np.asarray(values, dtype=float))
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["kind"] = self.kind.value
-        return data
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
         return cls(**data)
+
+
+def fit_task(
+    task: TaskSpec, train_values: np.ndarray, class_weighting: ClassWeighting = "none"
+) -> TaskSpec:
+    """``task`` with what its loss learns from the training labels only (NaN = missing):
+    a regression target's mean and spread, a discrete task's class weights."""
+    values = np.asarray(train_values, dtype=float)
+    return task.kind_plugin.fit(task, values[~np.isnan(values)], class_weighting)

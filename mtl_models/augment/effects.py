@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mtl_models.tasks import TaskKind
+from mtl_models.kinds import get_kind
 
 GROUPS = ("geometric", "photometric", "noise_blur")
 
@@ -47,38 +47,6 @@ EFFECTS: dict[str, tuple[str, str]] = {
 
 # Effects that either happen or not (magnitude 1); the rest scale with the transform's arguments.
 BOOLEAN_EFFECTS = frozenset({"hflip", "vflip", "rot90", "grayscale", "erase"})
-
-# What a label of each kind does not survive by default: effect -> largest tolerated magnitude.
-# Symmetries (flips, quarter turns) are tolerated: a task whose label depends on orientation or
-# position declares it (``sensitive_to``). Defaults cover what destroys the evidence a label is
-# read from; a task declares more, or ``invariant_to`` to lift one.
-KIND_SENSITIVITY: dict[TaskKind, dict[str, float]] = {
-    # A class survives mild degradation; an extreme crop or blur can remove the object.
-    TaskKind.CLASSIFICATION: {"blur": 9, "noise": 0.2, "crop": 0.5},
-    TaskKind.BINARY: {"blur": 9, "noise": 0.2, "crop": 0.5},
-    # A rating or count (defect severity) is read from small details: a crop or an erased patch
-    # can remove a defect, strong blur or noise hides small ones, and a grade read from how dark
-    # or bright a defect is moves with contrast and gamma.
-    TaskKind.ORDINAL: {
-        "blur": 5,
-        "noise": 0.1,
-        "crop": 0,
-        "erase": 0,
-        "contrast": 0.15,
-        "gamma": 0.15,
-    },
-    # A measured quantity also depends on size and intensity.
-    TaskKind.REGRESSION: {
-        "blur": 5,
-        "noise": 0.1,
-        "crop": 0,
-        "erase": 0,
-        "scale": 0,
-        "brightness": 0.2,
-        "contrast": 0.2,
-        "gamma": 0.2,
-    },
-}
 
 
 def _largest(value: Any) -> float:
@@ -239,11 +207,14 @@ def check_effect(name: str) -> str:
 
 
 def task_sensitivity(
-    kind: TaskKind | str,
+    kind: str,
     sensitive_to: Mapping[str, float] | None = None,
     invariant_to: Iterable[str] = (),
 ) -> dict[str, float]:
     """Effect -> largest tolerated magnitude: the kind's defaults, with the task's declarations.
+
+    A kind's defaults (``Kind.sensitivity``) cover what destroys the evidence a label is read
+    from; symmetries (flips, quarter turns) are tolerated unless a task declares them.
 
     ``sensitive_to`` adds effects or sets their tolerance, looser or tighter than the kind's
     default (0 means "any amount changes the label"); ``invariant_to`` removes effects the
@@ -256,7 +227,7 @@ def task_sensitivity(
     both = sorted(invariant & set(sensitive_to))
     if both:
         raise ValueError(f"effects {both} are declared both sensitive and invariant")
-    merged = {**KIND_SENSITIVITY[TaskKind(kind)], **sensitive_to}
+    merged = {**get_kind(kind).sensitivity, **sensitive_to}
     return {e: float(v) for e, v in merged.items() if e not in invariant}
 
 

@@ -12,7 +12,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from mtl_models.augment.effects import expand_remap
 from mtl_models.losses import ClassWeighting
-from mtl_models.tasks import TaskKind, TaskSpec
+from mtl_models.tasks import TaskSpec
 from mtl_models.weighting import WEIGHTINGS
 from pipelines.config._base import Section
 from pipelines.config.augment import AugmentConfig
@@ -103,16 +103,12 @@ class Params(Section):
 
     def class_weighting(self, task: str) -> ClassWeighting:
         """The task's class weighting: its own, else ``train.class_weighting``."""
-        t = self.tasks[task]
-        if t.kind is TaskKind.REGRESSION:
-            return "none"
-        return t.class_weighting or self.train.class_weighting
+        return self.tasks[task].class_weighting_or(self.train.class_weighting)
 
     def focal_gamma(self, task: str) -> float:
-        t = self.tasks[task]
-        if t.kind is TaskKind.REGRESSION:
-            return 0.0
-        return t.focal_gamma if t.focal_gamma is not None else self.train.focal_gamma
+        """The task's focal gamma: its own, else ``train.focal_gamma`` (0 where the kind
+        weighs no classes)."""
+        return self.tasks[task].focal_gamma_or(self.train.focal_gamma)
 
 
 def params_dict(params: Params) -> dict[str, Any]:

@@ -112,7 +112,7 @@ def read_labels(table: Table, tasks: Sequence[TaskSpec], params: Params) -> np.n
         for row in bad:
             problems.append(
                 f"{table.row(row)}, column '{column}': got {_shown(raw.iloc[row])}, "
-                f"expected {task.expected_labels()} (task '{task.name}', {task.kind.value})"
+                f"expected {task.expected_labels()} (task '{task.name}', {task.kind})"
             )
         labels[:, t] = values
     if problems:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mtl_models.metrics import COLLAPSE_SHARE, confusion, delta_m
-from mtl_models.tasks import TaskKind, TaskSpec
+from mtl_models.tasks import TaskSpec
 
 # A single-task model beats the multi-task one on a task by more than this relative margin:
 # sharing costs that task (smaller gaps are within seed-to-seed noise on small test splits).
@@ -194,12 +194,9 @@ def find_issues(
                     f" Weight its classes by their rarity: `tasks.{task.name}.class_weighting: "
                     "balanced` (or `effective_number`; `train.class_weighting` sets every task)."
                 )
-            if task.kind is TaskKind.CLASSIFICATION and task.n_classes >= 3:
-                text += (
-                    " If its classes are ordered levels, declare `kind: ordinal`: the CORN head "
-                    "learns one threshold at a time, which a skewed label distribution does not "
-                    "swamp."
-                )
+            hint = task.kind_plugin.diagnosis_hint(task)
+            if hint:
+                text += f" {hint}"
             findings.append(Finding(task.name, text))
             lagging.append(task.name)
         elif m["collapsed"]:
@@ -320,7 +317,7 @@ def _task_section(
         "",
         f"### {task.name}",
         "",
-        f"{task.kind.value}, {len(y)} labelled test samples; {task.primary_metric} "
+        f"{task.kind}, {len(y)} labelled test samples; {task.primary_metric} "
         f"{_fmt(m['score'])} (majority baseline {_fmt(m['majority_baseline'])}); "
         f"collapsed: {_fmt(bool(m['collapsed']))}.",
         "",
@@ -394,7 +391,7 @@ def diagnosis_markdown(
         rows.append(
             [
                 task.name,
-                task.kind.value,
+                task.kind,
                 task.primary_metric,
                 _fmt(float(m["score"])),
                 _fmt(float(m["majority_baseline"])),

@@ -12,24 +12,24 @@ from mtl_models.augment.effects import (
     BOOLEAN_EFFECTS,
     EFFECTS,
     GROUPS,
-    KIND_SENSITIVITY,
     TRANSFORMS,
     check_effect,
     check_transform,
     expand_remap,
     task_sensitivity,
 )
-from mtl_models.tasks import TaskKind
+from mtl_models.kinds import KINDS
 
 import albumentations as A  # isort: skip
 
 # ---------------------------------------------------------------- task_sensitivity
 
+ORDINAL_DEFAULTS = KINDS.get("ordinal").sensitivity
 
-@pytest.mark.parametrize("kind", list(TaskKind))
+
+@pytest.mark.parametrize("kind", KINDS.names())
 def test_defaults_are_the_kinds_sensitivity(kind):
-    assert task_sensitivity(kind) == KIND_SENSITIVITY[kind]
-    assert task_sensitivity(kind.value) == KIND_SENSITIVITY[kind]  # a plain string works too
+    assert task_sensitivity(kind) == KINDS.get(kind).sensitivity
     assert all(isinstance(v, float) for v in task_sensitivity(kind).values())
 
 
@@ -42,26 +42,26 @@ def test_kinds_have_different_defaults():
 
 
 def test_sensitive_to_adds_and_tightens_effects():
-    got = task_sensitivity(TaskKind.ORDINAL, {"hflip": 0, "blur": 3})
+    got = task_sensitivity("ordinal", {"hflip": 0, "blur": 3})
     assert got["hflip"] == 0.0  # added
     assert got["blur"] == 3.0  # tightened from the ordinal default of 5
-    assert got["noise"] == KIND_SENSITIVITY[TaskKind.ORDINAL]["noise"]  # untouched defaults stay
-    assert set(got) == set(KIND_SENSITIVITY[TaskKind.ORDINAL]) | {"hflip"}
+    assert got["noise"] == ORDINAL_DEFAULTS["noise"]  # untouched defaults stay
+    assert set(got) == set(ORDINAL_DEFAULTS) | {"hflip"}
     # The call does not modify the shared defaults.
-    assert "hflip" not in KIND_SENSITIVITY[TaskKind.ORDINAL]
-    assert KIND_SENSITIVITY[TaskKind.ORDINAL]["blur"] == 5
+    assert "hflip" not in ORDINAL_DEFAULTS
+    assert ORDINAL_DEFAULTS["blur"] == 5
 
 
 def test_invariant_to_lifts_a_default():
-    got = task_sensitivity(TaskKind.ORDINAL, invariant_to=["crop", "erase"])
+    got = task_sensitivity("ordinal", invariant_to=["crop", "erase"])
     assert "crop" not in got and "erase" not in got
     assert got["blur"] == 5.0
-    assert "crop" in KIND_SENSITIVITY[TaskKind.ORDINAL]  # defaults themselves untouched
+    assert "crop" in ORDINAL_DEFAULTS  # defaults themselves untouched
 
 
 def test_effect_both_sensitive_and_invariant_is_refused():
     with pytest.raises(ValueError, match="both sensitive and invariant") as err:
-        task_sensitivity(TaskKind.BINARY, {"hflip": 0, "blur": 2}, invariant_to=["hflip"])
+        task_sensitivity("binary", {"hflip": 0, "blur": 2}, invariant_to=["hflip"])
     assert "'hflip'" in str(err.value)
     assert "'blur'" not in str(err.value)
 
@@ -72,7 +72,7 @@ def test_effect_both_sensitive_and_invariant_is_refused():
 )
 def test_unknown_effect_suggests_the_close_one(sensitive_to, invariant_to):
     with pytest.raises(ValueError, match="unknown effect 'hlfip'; did you mean 'hflip'"):
-        task_sensitivity(TaskKind.ORDINAL, sensitive_to, invariant_to)
+        task_sensitivity("ordinal", sensitive_to, invariant_to)
 
 
 def test_check_effect():

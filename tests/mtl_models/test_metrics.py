@@ -132,7 +132,7 @@ def test_missing_labels_are_masked() -> None:
 
 
 @pytest.mark.parametrize(
-    "task", [CLASSIFICATION, BINARY, ORDINAL, REGRESSION], ids=lambda t: t.kind.value
+    "task", [CLASSIFICATION, BINARY, ORDINAL, REGRESSION], ids=lambda t: t.kind
 )
 def test_no_labelled_row_gives_nan_scores(task: TaskSpec) -> None:
     m = task_metrics(task, [NAN, NAN], [0, 1])

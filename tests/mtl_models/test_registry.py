@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtl_models import BACKBONES, HEADS, WEIGHTINGS
+from mtl_models import BACKBONES, KINDS, WEIGHTINGS
 from mtl_models._registry import Registry, UnknownNameError
 
 
@@ -66,10 +66,10 @@ def test_empty_registry_says_none() -> None:
     ("reg", "expected"),
     [
         (BACKBONES, {"cnn"}),
-        (HEADS, {"classification", "binary", "ordinal", "regression"}),
+        (KINDS, {"classification", "binary", "ordinal", "regression"}),
         (WEIGHTINGS, {"equal", "static"}),
     ],
-    ids=["backbones", "heads", "weightings"],
+    ids=["backbones", "kinds", "weightings"],
 )
 def test_library_registries(reg: Registry[object], expected: set[str]) -> None:
     assert expected <= set(reg.names())

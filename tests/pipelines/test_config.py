@@ -11,7 +11,7 @@ from tests.conftest import REPO
 def test_shipped_params_are_valid_and_define_nine_ordinal_tasks():
     params = load_params(REPO / "params.yaml")
     assert len(params.tasks) == 9
-    assert {t.kind.value for t in params.task_specs()} == {"ordinal"}
+    assert {t.kind for t in params.task_specs()} == {"ordinal"}
     assert params.split.train + params.split.val + params.split.test == pytest.approx(1.0)
 
 
@@ -76,7 +76,7 @@ def test_cross_field_rules(tmp_path: Path):
     message = str(err.value)
     assert "split: Value error, train + val + test must be 1" in message
     assert "shared_depth 9 exceeds backbone.depth 4" in message
-    assert "tasks.pits_left: Value error, ordinal tasks need n_classes" in message
+    assert "tasks.pits_left: Value error, an ordinal task needs n_classes >= 2" in message
 
 
 def test_malformed_override_and_missing_file(tmp_path: Path):

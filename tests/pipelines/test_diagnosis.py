@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from mtl_models.metrics import majority_labels, summarize, task_metrics
-from mtl_models.tasks import TaskKind, TaskSpec
+from mtl_models.tasks import TaskSpec
 from pipelines.services.diagnosis import (
     LAG,
     NEGATIVE_TRANSFER,
@@ -30,9 +30,9 @@ from pipelines.services.diagnosis import (
 )
 
 NAN = float("nan")
-GRADE = TaskSpec(name="grade", kind=TaskKind.ORDINAL, n_classes=4)
-KIND = TaskSpec(name="kind", kind=TaskKind.CLASSIFICATION, n_classes=3)
-DEPTH = TaskSpec(name="depth", kind=TaskKind.REGRESSION)
+GRADE = TaskSpec(name="grade", kind="ordinal", n_classes=4)
+KIND = TaskSpec(name="kind", kind="classification", n_classes=3)
+DEPTH = TaskSpec(name="depth", kind="regression")
 TASKS = (GRADE, KIND, DEPTH)
 N_TEST, N_TRAIN = 36, 48
 SPLIT = "5e1f" * 16
@@ -353,11 +353,11 @@ def test_healthy_tasks_have_no_findings_whatever_the_weighting() -> None:
 @pytest.mark.parametrize(
     ("task", "hint"),
     [
-        (TaskSpec(name="t", kind=TaskKind.CLASSIFICATION, n_classes=3), True),
-        (TaskSpec(name="t", kind=TaskKind.CLASSIFICATION, n_classes=5), True),
-        (TaskSpec(name="t", kind=TaskKind.CLASSIFICATION, n_classes=2), False),
-        (TaskSpec(name="t", kind=TaskKind.BINARY), False),
-        (TaskSpec(name="t", kind=TaskKind.ORDINAL, n_classes=4), False),
+        (TaskSpec(name="t", kind="classification", n_classes=3), True),
+        (TaskSpec(name="t", kind="classification", n_classes=5), True),
+        (TaskSpec(name="t", kind="classification", n_classes=2), False),
+        (TaskSpec(name="t", kind="binary"), False),
+        (TaskSpec(name="t", kind="ordinal", n_classes=4), False),
     ],
     ids=["classification-3", "classification-5", "classification-2", "binary", "ordinal"],
 )
@@ -465,7 +465,7 @@ def test_rare_class_never_predicted_is_named_with_its_counts() -> None:
 
 def test_class_weighting_advice_depends_on_whether_classes_are_weighted() -> None:
     weighted = TaskSpec(
-        name="kind", kind=TaskKind.CLASSIFICATION, n_classes=3, class_weights=(1.0, 1.0, 20.0)
+        name="kind", kind="classification", n_classes=3, class_weights=(1.0, 1.0, 20.0)
     )
     unweighted_rare = _texts(_rare_kind().findings(), "kind")
     case = _rare_kind()

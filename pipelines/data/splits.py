@@ -22,7 +22,6 @@ from pipelines.errors import DataError
 from pipelines.files import ProjectPaths, atomic_dir
 
 SPLITS = ("train", "val", "test")
-REGRESSION_BINS = 5
 INPUT_PREFIX = "input_"  # file name of each input's array: input_<name>.npy
 LABELS, TASKS = "labels.npy", "tasks.npy"
 INPUTS_FILE, SUMMARY_FILE = "inputs.json", "split.json"
@@ -31,19 +30,9 @@ ArraysByInput = dict[str, np.ndarray]  # one split's encoded arrays, by input na
 
 
 def stratification_matrix(labels: np.ndarray, tasks: Sequence[TaskSpec]) -> np.ndarray:
-    """One indicator column per (task, class); regression targets binned into quantiles."""
-    columns = []
-    for t, task in enumerate(tasks):
-        values = labels[:, t]
-        present = ~np.isnan(values)
-        if task.is_discrete:
-            classes = range(task.n_classes)  # type: ignore[arg-type]
-        else:
-            edges = np.nanquantile(values, np.linspace(0, 1, REGRESSION_BINS + 1)[1:-1])
-            values = np.where(present, np.digitize(np.nan_to_num(values), edges), np.nan)
-            classes = range(REGRESSION_BINS)
-        columns.extend((present & (values == c)).astype(np.int8) for c in classes)
-    return np.stack(columns, axis=1)
+    """One indicator column per (task, stratum): each kind's strata (classes, or quantile
+    bins of a value)."""
+    return np.concatenate([task.strata(labels[:, t]) for t, task in enumerate(tasks)], axis=1)
 
 
 def stratified_split(

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from mtl_models.augment.policy import ResolvedPolicy
 from mtl_models.inputs import ImageInput, InputSpec
-from mtl_models.losses import ClassWeighting, class_weights
+from mtl_models.losses import ClassWeighting
 from mtl_models.metrics import majority_labels
 from mtl_models.nn.model import ModelSpec, MultiTaskModel, build_model
-from mtl_models.tasks import TaskSpec
+from mtl_models.tasks import TaskSpec, fit_task
 from mtl_models.train.acceleration import Acceleration
 from mtl_models.train.loaders import MultiTaskDataset, Shard, make_loader, make_schedule_loader
 from mtl_models.train.trainer import Callback, FitResult, Trainer
@@ -37,20 +37,13 @@ def fit_task_specs(
     train_labels: np.ndarray,
     class_weighting: Mapping[str, ClassWeighting] | None = None,
 ) -> list[TaskSpec]:
-    """What the losses learn from the training split only: regression targets' mean and
-    spread (for standardising), and each discrete task's class weights."""
-    fitted = []
-    for t, task in enumerate(tasks):
-        values = train_labels[:, t][~np.isnan(train_labels[:, t])]
-        if not task.is_discrete:
-            std = float(values.std()) if len(values) > 1 else 1.0
-            task = replace(task, target_mean=float(values.mean()), target_std=std or 1.0)
-        else:
-            method = (class_weighting or {}).get(task.name, "none")
-            assert task.n_classes is not None
-            task = replace(task, class_weights=class_weights(values, task.n_classes, method))
-        fitted.append(task)
-    return fitted
+    """What the losses learn from the training split only (each kind's ``fit``: a value's
+    mean and spread, a discrete task's class weights)."""
+    methods = class_weighting or {}
+    return [
+        fit_task(task, train_labels[:, t], methods.get(task.name, "none"))
+        for t, task in enumerate(tasks)
+    ]
 
 
 def model_spec(params: Params, tasks: list[TaskSpec], inputs: Sequence[InputSpec]) -> ModelSpec:

@@ -28,6 +28,12 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> type[T]:
+        """Remove ``name`` (e.g. a kind a test registered) and return its class."""
+        cls = self.get(name)  # an unknown name fails listing the available ones
+        del self._items[name]
+        return cls
+
     def get(self, name: str) -> type[T]:
         try:
             return self._items[name]

@@ -75,3 +75,14 @@ def test_library_registries(reg: Registry[object], expected: set[str]) -> None:
     assert expected <= set(reg.names())
     with pytest.raises(UnknownNameError, match=", ".join(sorted(reg.names()))):
         reg.get("no-such-name")
+
+
+def test_unregister_removes_a_name_so_it_can_be_registered_again(
+    registry: Registry[object],
+) -> None:
+    assert registry.unregister("alpha") is Alpha
+    assert registry.names() == ["beta"] and "alpha" not in registry
+    with pytest.raises(UnknownNameError, match="unknown widget 'alpha'; available: beta"):
+        registry.unregister("alpha")
+    registry.register("alpha")(Beta)
+    assert registry.get("alpha") is Beta

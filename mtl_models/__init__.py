@@ -1,6 +1,7 @@
 """mtl_models: a small library for multi-task networks (no tracking or orchestration imports)."""
 
 from mtl_models._registry import Registry, UnknownNameError
+from mtl_models.inputs import INPUTS, InputSpec
 from mtl_models.nn.backbones import BACKBONES, Backbone, ConvNet
 from mtl_models.nn.heads import HEADS, Decoded, TaskHead
 from mtl_models.nn.model import (
@@ -17,6 +18,7 @@ from mtl_models.weighting import WEIGHTINGS, Weighting, build_weighting
 __all__ = [
     "BACKBONES",
     "HEADS",
+    "INPUTS",
     "PRIMARY_METRIC",
     "WEIGHTINGS",
     "Backbone",
@@ -25,6 +27,7 @@ __all__ = [
     "Decoded",
     "EpochLog",
     "FitResult",
+    "InputSpec",
     "ModelSpec",
     "MultiTaskModel",
     "Registry",

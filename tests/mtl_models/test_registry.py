@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtl_models import BACKBONES, HEADS, WEIGHTINGS
+from mtl_models import BACKBONES, HEADS, INPUTS, WEIGHTINGS
 from mtl_models._registry import Registry, UnknownNameError
 
 
@@ -68,8 +68,9 @@ def test_empty_registry_says_none() -> None:
         (BACKBONES, {"cnn"}),
         (HEADS, {"classification", "binary", "ordinal", "regression"}),
         (WEIGHTINGS, {"equal", "static"}),
+        (INPUTS, {"image", "signal", "features"}),
     ],
-    ids=["backbones", "heads", "weightings"],
+    ids=["backbones", "heads", "weightings", "inputs"],
 )
 def test_library_registries(reg: Registry[object], expected: set[str]) -> None:
     assert expected <= set(reg.names())

@@ -1,6 +1,7 @@
 """mtl_models: a small library for multi-task networks (no tracking or orchestration imports)."""
 
 from mtl_models._registry import Registry, UnknownNameError
+from mtl_models.inputs import INPUTS, InputSpec
 from mtl_models.kinds import KINDS, Kind, get_kind
 from mtl_models.nn.backbones import BACKBONES, Backbone, ConvNet
 from mtl_models.nn.heads import Decoded, TaskHead
@@ -17,6 +18,7 @@ from mtl_models.weighting import WEIGHTINGS, Weighting, build_weighting
 
 __all__ = [
     "BACKBONES",
+    "INPUTS",
     "KINDS",
     "WEIGHTINGS",
     "Backbone",
@@ -25,6 +27,7 @@ __all__ = [
     "Decoded",
     "EpochLog",
     "FitResult",
+    "InputSpec",
     "Kind",
     "ModelSpec",
     "MultiTaskModel",

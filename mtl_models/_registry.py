@@ -28,6 +28,12 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> type[T]:
+        """Remove ``name`` (e.g. a kind a test registered) and return its class."""
+        cls = self.get(name)  # an unknown name fails listing the available ones
+        del self._items[name]
+        return cls
+
     def get(self, name: str) -> type[T]:
         try:
             return self._items[name]
@@ -36,11 +42,6 @@ class Registry(Generic[T]):
             raise UnknownNameError(
                 f"unknown {self.kind} '{name}'; available: {available}"
             ) from None
-
-    def unregister(self, name: str) -> None:
-        """Remove ``name`` (a plug-in registered at run time, e.g. by a test)."""
-        self.get(name)  # raises UnknownNameError listing the available names
-        del self._items[name]
 
     def names(self) -> list[str]:
         return sorted(self._items)

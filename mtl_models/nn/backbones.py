@@ -16,6 +16,14 @@ class Backbone(ABC):
     """Builds a fresh stack of ``depth`` blocks; the model decides which ones are shared."""
 
     depth: int
+    # The input kinds it reads (besides any kind that names it as its default backbone).
+    reads: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def can_read(cls, name: str, kind: str, default_backbone: str) -> bool:
+        """Whether the backbone registered as ``name`` reads an input of ``kind`` (whose
+        default backbone is ``default_backbone``)."""
+        return kind in cls.reads or name == default_backbone
 
     @abstractmethod
     def build_blocks(self) -> list[nn.Module]:
@@ -91,6 +99,7 @@ class ConvNet(_ConvStack):
 
     conv, norm, max_pool, grid_pool = nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d
     kernel_size, dims = 3, 2
+    reads = frozenset({"image"})
 
     def __init__(self, in_channels: int = 1, width: int = 32, depth: int = 4, pool_size: int = 4):
         super().__init__(in_channels, width, depth, pool_size)
@@ -102,6 +111,7 @@ class ConvNet1d(_ConvStack):
 
     conv, norm, max_pool, grid_pool = nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.AdaptiveAvgPool1d
     kernel_size, dims = 5, 1
+    reads = frozenset({"signal"})
 
     def __init__(self, in_channels: int = 1, width: int = 32, depth: int = 3, pool_size: int = 8):
         super().__init__(in_channels, width, depth, pool_size)
@@ -110,6 +120,8 @@ class ConvNet1d(_ConvStack):
 @BACKBONES.register("mlp")
 class MLP(Backbone):
     """Linear-ReLU blocks of ``4 * width`` units, for table features ``[B, in_features]``."""
+
+    reads = frozenset({"features"})
 
     def __init__(self, in_features: int, width: int = 32, depth: int = 2):
         if depth < 1 or width < 1 or in_features < 1:

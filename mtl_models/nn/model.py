@@ -15,10 +15,6 @@ from mtl_models.nn.backbones import BACKBONES, Backbone, Fusion
 from mtl_models.nn.heads import Decoded, TaskHead, build_head
 from mtl_models.tasks import TaskSpec
 
-# The backbone that reads one input of each kind (``backbone: auto``), and how it is told
-# the input's size.
-KIND_BACKBONES = {"image": "cnn", "signal": "cnn1d", "features": "mlp"}
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -155,25 +151,16 @@ class MultiTaskModel(nn.Module):
         return {name: self.head(name).decode(out) for name, out in outputs.items()}
 
 
-def _input_size(spec: InputSpec) -> dict[str, int]:
-    if spec.kind == "features":
-        return {"in_features": spec.shape[0]}
-    return {"in_channels": spec.shape[0] if spec.kind == "signal" else spec.shape[-1]}
-
-
 def _reader(name: str, spec: InputSpec, args: dict[str, Any]) -> Backbone:
-    """The backbone ``name`` (``auto``: the one for the input's kind) sized for one input."""
-    name = KIND_BACKBONES[spec.kind] if name == "auto" else name
-    if name != KIND_BACKBONES[spec.kind]:
+    """The backbone ``name`` (``auto``: the input kind's own) sized for one input."""
+    name = spec.backbone if name == "auto" else name
+    cls = BACKBONES.get(name)
+    if not cls.can_read(name, spec.kind, spec.backbone):
         raise ValueError(
             f"backbone '{name}' cannot read input '{spec.name}' ({spec.kind}); "
-            f"use '{KIND_BACKBONES[spec.kind]}' or 'auto'"
+            f"use '{spec.backbone}' or 'auto'"
         )
-    return BACKBONES.get(name)(**_input_size(spec), **args)  # type: ignore[call-arg]
-
-
-# Encoders inside a fusion: shallow, as each input is one of several clues.
-FUSION_ENCODER_DEPTH = {"image": 3, "signal": 3, "features": 1}
+    return cls(**spec.backbone_args(), **args)  # type: ignore[call-arg]
 
 
 def build_backbone(spec: ModelSpec) -> Backbone:
@@ -185,8 +172,7 @@ def build_backbone(spec: ModelSpec) -> Backbone:
         raise ValueError(f"inputs {names} need backbone 'fusion' or 'auto', not '{spec.backbone}'")
     width = spec.backbone_args.get("width", 32)
     encoders = {
-        i.name: _reader("auto", i, {"width": width, "depth": FUSION_ENCODER_DEPTH[i.kind]})
-        for i in inputs
+        i.name: _reader("auto", i, {"width": width, "depth": i.fusion_depth}) for i in inputs
     }
     return Fusion(encoders, **spec.backbone_args)
 

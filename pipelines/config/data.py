@@ -4,14 +4,33 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PlainValidator, field_validator, model_validator
 
+from mtl_models.inputs import (
+    INPUTS,
+    ColumnRef,
+    FeaturesInputConfig,
+    ImageInputConfig,
+    InputConfig,
+    SignalInputConfig,
+)
 from pipelines.config._base import Section
 
 if TYPE_CHECKING:
     from pipelines.data.sources import Source
+
+__all__ = [
+    "GENERATED_DIR",
+    "ColumnRef",
+    "DataConfig",
+    "FeaturesInputConfig",
+    "ImageInputConfig",
+    "InputEntry",
+    "SignalInputConfig",
+    "SyntheticDefects",
+]
 
 
 class SyntheticDefects(Section):
@@ -24,60 +43,21 @@ class SyntheticDefects(Section):
     seed: int = 7
 
 
-# A column of the data table: its header name, or its 0-based position (any table; the only
-# way to name one when ``data.header`` is false).
-ColumnRef = Annotated[str | int, Field(union_mode="left_to_right")]
-
 GENERATED_DIR = "data/raw"
 
 
-class ImageInputConfig(Section):
-    """Image files named in a column, relative to ``root`` (itself relative to ``data.dir``)."""
-
-    kind: Literal["image"]
-    column: ColumnRef = "path"
-    root: str = "."
-    size: int | None = Field(
-        None, ge=8, le=1024, description="resized to size x size; null = the generated size or 64"
-    )
-    channels: Literal[1, 3] = 1
+def _input_config(raw: object) -> InputConfig:
+    """An input entry validated by its kind's own schema, looked up when params are read
+    (so a kind registered at run time is accepted like the built-in ones)."""
+    if isinstance(raw, InputConfig):
+        return raw
+    if not isinstance(raw, dict) or "kind" not in raw:
+        raise ValueError(f"an input needs a kind, one of: {', '.join(INPUTS.names())}")
+    return INPUTS.get(raw["kind"]).Config.model_validate(raw)
 
 
-class SignalInputConfig(Section):
-    """Fixed-length 1-D signals, one channel each: a column of ``.npy`` paths (relative to
-    ``root``) or of arrays (Parquet), or a folder of ``.npy`` files whose i-th name in sorted
-    order is row i."""
-
-    kind: Literal["signal"]
-    columns: list[ColumnRef] = Field(default_factory=list)
-    folders: list[str] = Field(default_factory=list)
-    root: str = "."
-
-    @model_validator(mode="after")
-    def _one_layout(self) -> SignalInputConfig:
-        if bool(self.columns) == bool(self.folders):
-            raise ValueError("give a signal's channels as either columns or folders")
-        return self
-
-
-class FeaturesInputConfig(Section):
-    """Table columns: numeric ones standardised, categorical ones one-hot encoded (both
-    fitted on the training split, stored with the model, applied when serving)."""
-
-    kind: Literal["features"]
-    numeric: list[ColumnRef] = Field(default_factory=list)
-    categorical: list[ColumnRef] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _some_columns(self) -> FeaturesInputConfig:
-        if not self.numeric and not self.categorical:
-            raise ValueError("a features input needs numeric and/or categorical columns")
-        return self
-
-
-InputConfig = Annotated[
-    ImageInputConfig | SignalInputConfig | FeaturesInputConfig, Field(discriminator="kind")
-]
+# ``data.inputs.<name>``: its kind's config (an error names the key, e.g. data.inputs.image.size)
+InputEntry = Annotated[Any, PlainValidator(_input_config)]
 
 
 def _source(name: str) -> Source:
@@ -96,7 +76,7 @@ class DataConfig(Section):
     table: str = Field("manifest.csv", description="in dir: one row per sample, .csv or .parquet")
     header: bool = Field(True, description="false: the CSV's first line is a sample")
     group: ColumnRef | None = Field(None, description="rows sharing it stay in one split")
-    inputs: dict[str, InputConfig] = Field(
+    inputs: dict[str, InputEntry] = Field(
         default_factory=lambda: {"image": {"kind": "image"}}, validate_default=True, min_length=1
     )
 
@@ -123,9 +103,20 @@ class DataConfig(Section):
             raise ValueError(f"data.table must be a .csv or .parquet file, got '{self.table}'")
         return self
 
+    def augmentable_inputs(self) -> list[str]:
+        """The inputs label-safe image augmentation applies to, in params order."""
+        return [n for n, c in self.inputs.items() if INPUTS.get(c.kind).augmentable]
+
     def image_size(self, name: str) -> int:
+        """The size the (augmentable) image input ``name`` is resized to."""
         spec = self.inputs[name]
-        assert isinstance(spec, ImageInputConfig)
+        if not INPUTS.get(spec.kind).augmentable:
+            raise ValueError(f"input '{name}' ({spec.kind}) is not an image input")
         if spec.size is not None:
-            return spec.size
+            return int(spec.size)
+        return self.default_image_size
+
+    @property
+    def default_image_size(self) -> int:
+        """The size of images whose entry leaves ``size`` null: the generated size or 64."""
         return _source(self.source).image_size(self) or 64

@@ -7,42 +7,35 @@ line number of a CSV) and the column, and what was expected.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
 
-from mtl_models.inputs import FeatureInput, ImageInput, InputSpec, SignalInput, cell_text
+from mtl_models.inputs import INPUTS, InputError, InputSpec, Raw, ReadContext, cell_text
+from mtl_models.inputs._base import listing
 from mtl_models.tasks import TaskSpec
-from pipelines.config import (
-    ColumnRef,
-    FeaturesInputConfig,
-    ImageInputConfig,
-    Params,
-    SignalInputConfig,
-)
+from pipelines.config import ColumnRef, Params
 from pipelines.errors import DataError
-
-MAX_REPORTED = 5  # problems listed per error before "and N more"
-
-
-def _listing(problems: Sequence[str]) -> str:
-    more = len(problems) - MAX_REPORTED
-    tail = f"\n  ... and {more} more" if more > 0 else ""
-    return "\n  ".join(problems[:MAX_REPORTED]) + tail
 
 
 @dataclass(frozen=True)
 class Table:
-    """The rows of the data table, and how to point a user at one of them."""
+    """The rows of the data table, and how to point a user at one of them (the
+    ``TableSource`` the input kinds read)."""
 
     frame: pd.DataFrame
     source: Path
     header: bool
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def cells(self, column: str) -> list[Any]:
+        return self.frame[column].tolist()
 
     def row(self, index: int) -> str:
         """A row as the user finds it: the CSV line number, or the Parquet row index."""
@@ -116,121 +109,8 @@ def read_labels(table: Table, tasks: Sequence[TaskSpec], params: Params) -> np.n
             )
         labels[:, t] = values
     if problems:
-        raise DataError(f"{table.source}: invalid labels\n  " + _listing(problems))
+        raise DataError(f"{table.source}: invalid labels\n  " + listing(problems))
     return labels
-
-
-def _gather(
-    table: Table,
-    cells: Sequence[Any],
-    column: str,
-    read: Callable[[Any], np.ndarray],
-    files: bool = True,
-) -> list[np.ndarray]:
-    """``read`` every cell (a file path, or an array), collecting every failure into one
-    DataError (count + first few)."""
-    out, problems = [], []
-    for row, cell in enumerate(cells):
-        shown = Path(str(cell)) if files else "value"
-        try:
-            if cell is None or (files and cell_text(cell) in (None, "")):
-                raise ValueError("empty cell")
-            out.append(read(Path(str(cell)) if files else cell))
-        except (OSError, ValueError, TypeError, UnidentifiedImageError) as exc:
-            problems.append(f"{table.row(row)}, column '{column}': {shown} ({exc})")
-    if problems:
-        what = "files" if files else "values"
-        raise DataError(
-            f"{table.source}: {len(problems)} of {len(cells)} {what} in column '{column}' are "
-            "missing or unreadable\n  " + _listing(problems)
-        )
-    return out
-
-
-def load_images(
-    table: Table, name: str, cfg: ImageInputConfig, size: int, root: Path
-) -> np.ndarray:
-    """Decode and resize every image once: uint8 ``[N, size, size, channels]``."""
-    column = table.column(cfg.column, f"data.inputs.{name}.column")
-    mode = "L" if cfg.channels == 1 else "RGB"
-
-    def read(path: Path) -> np.ndarray:
-        with Image.open(root / path) as img:
-            img = img.convert(mode)
-            if img.size != (size, size):
-                img = img.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(img).reshape(size, size, cfg.channels)
-
-    images = _gather(table, table.frame[column].tolist(), column, read)
-    return np.stack(images).astype(np.uint8)
-
-
-def _signal_channel(table: Table, name: str, cfg: SignalInputConfig, c: int, root: Path) -> list:
-    if cfg.columns:
-        column = table.column(cfg.columns[c], f"data.inputs.{name}.columns[{c}]")
-        cells = table.frame[column].tolist()
-        if any(isinstance(v, list | tuple | np.ndarray) for v in cells):  # a Parquet array column
-            return _gather(table, cells, column, lambda v: np.asarray(v, dtype=float), files=False)
-        return _gather(table, cells, column, lambda p: np.load(root / p).astype(float))
-    folder = root / cfg.folders[c]
-    files = sorted(folder.glob("*.npy")) if folder.is_dir() else []
-    if len(files) != len(table.frame):
-        raise DataError(
-            f"{folder}: {len(files)} .npy files but {table.source} has {len(table.frame)} rows "
-            f"(data.inputs.{name}.folders[{c}]: the i-th file in name order is row i)"
-        )
-    return [np.load(f).astype(float) for f in files]
-
-
-def load_signals(table: Table, name: str, cfg: SignalInputConfig, root: Path) -> np.ndarray:
-    """Raw signals, float ``[N, channels, length]``: every one finite, 1-D and of the length
-    most rows have (the rows that differ are listed)."""
-    channels = [
-        _signal_channel(table, name, cfg, c, root) for c in range(len(cfg.columns or cfg.folders))
-    ]
-    shapes = [s.shape for signals in channels for s in signals]
-    length = max(set(shapes), key=shapes.count)
-    problems = [
-        f"{table.row(row)}, input '{name}' channel {c}: shape {signal.shape}"
-        + ("" if np.isfinite(signal).all() else ", not finite")
-        for c, signals in enumerate(channels)
-        for row, signal in enumerate(signals)
-        if signal.shape != length or len(length) != 1 or not np.isfinite(signal).all()
-    ]
-    if problems:
-        raise DataError(
-            f"{table.source}: {len(problems)} signals are not finite 1-D arrays of "
-            f"{length[0] if len(length) == 1 else length} samples (as most rows are)\n  "
-            + _listing(problems)
-        )
-    return np.stack([np.stack(s) for s in channels], axis=1)
-
-
-def read_features(
-    table: Table, name: str, cfg: FeaturesInputConfig
-) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """Numeric columns as float ``[N, n]`` (NaN = missing; anything else not a number is an
-    error naming it), categorical ones as strings ``[N, c]`` (None = missing)."""
-    key = f"data.inputs.{name}"
-    numeric_cols = [table.column(r, f"{key}.numeric") for r in cfg.numeric]
-    categorical_cols = [table.column(r, f"{key}.categorical") for r in cfg.categorical]
-    numeric = np.empty((len(table.frame), len(numeric_cols)))
-    problems = []
-    for j, column in enumerate(numeric_cols):
-        raw = table.frame[column]
-        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
-        for row in np.flatnonzero((np.isnan(values) & raw.notna().to_numpy()) | np.isinf(values)):
-            problems.append(
-                f"{table.row(row)}, column '{column}': got {raw.iloc[row]!r}, expected a number "
-                f"or empty ({key}.numeric)"
-            )
-        numeric[:, j] = values
-    if problems:
-        raise DataError(f"{table.source}: non-numeric features\n  " + _listing(problems))
-    categorical = np.empty((len(table.frame), len(categorical_cols)), dtype=object)
-    for j, column in enumerate(categorical_cols):
-        categorical[:, j] = [cell_text(v) for v in table.frame[column]]
-    return numeric, categorical, numeric_cols, categorical_cols
 
 
 @dataclass
@@ -239,7 +119,7 @@ class Dataset:
 
     table: Table
     labels: np.ndarray
-    raw: dict[str, tuple[np.ndarray, ...]]  # name -> (array,) or (numeric, categorical)
+    raw: dict[str, Raw]  # name -> the raw values its kind reads, e.g. (numeric, categorical)
     specs: dict[str, InputSpec]
     groups: np.ndarray | None
 
@@ -261,22 +141,14 @@ def read_dataset(params: Params, root: Path) -> Dataset:
                 f"{table.source}: {table.row(row)}, column '{column}' (data.group) "
                 "is empty; every row needs its group"
             )
-    raw: dict[str, tuple[np.ndarray, ...]] = {}
+    raw: dict[str, Raw] = {}
     specs: dict[str, InputSpec] = {}
+    context = ReadContext(folder, data.default_image_size)
     for name, cfg in data.inputs.items():
-        if isinstance(cfg, ImageInputConfig):
-            size = data.image_size(name)
-            raw[name] = (load_images(table, name, cfg, size, folder / cfg.root),)
-            specs[name] = ImageInput(name, size, cfg.channels)
-        elif isinstance(cfg, SignalInputConfig):
-            signals = load_signals(table, name, cfg, folder / cfg.root)
-            raw[name] = (signals,)
-            channels = tuple(str(c) for c in (cfg.columns or cfg.folders))
-            specs[name] = SignalInput(name, channels, signals.shape[2])
-        else:
-            numeric, categorical, num_cols, cat_cols = read_features(table, name, cfg)
-            raw[name] = (numeric, categorical)
-            specs[name] = FeatureInput(name, tuple(num_cols), tuple(cat_cols))
+        try:
+            specs[name], raw[name] = INPUTS.get(cfg.kind).read(name, cfg, table, context)
+        except InputError as exc:
+            raise DataError(str(exc)) from None
     return Dataset(table, labels, raw, specs, groups)
 
 
@@ -287,26 +159,14 @@ def fit_and_encode(
     fitted: dict[str, InputSpec] = {}
     train = index["train"]
     for name, spec in dataset.specs.items():
-        raw = dataset.raw[name]
-        if isinstance(spec, SignalInput):
-            fitted[name] = spec.fit(raw[0][train])
-        elif isinstance(spec, FeatureInput):
-            try:
-                fitted[name] = spec.fit(raw[0][train], raw[1][train])
-            except ValueError as exc:
-                raise DataError(f"{dataset.table.source}: input '{name}': {exc}") from None
-        else:
-            fitted[name] = spec
+        try:
+            fitted[name] = spec.fit(*(array[train] for array in dataset.raw[name]))
+        except ValueError as exc:
+            raise DataError(f"{dataset.table.source}: input '{name}': {exc}") from None
     out: dict[str, dict[str, np.ndarray]] = {}
     for split, idx in index.items():
-        arrays = {}
-        for name, spec in fitted.items():
-            raw = dataset.raw[name]
-            if isinstance(spec, FeatureInput):
-                arrays[name] = spec.encode(raw[0][idx], raw[1][idx])
-            elif isinstance(spec, SignalInput):
-                arrays[name] = spec.encode(raw[0][idx])
-            else:
-                arrays[name] = raw[0][idx]
-        out[split] = arrays
+        out[split] = {
+            name: spec.encode(*(array[idx] for array in dataset.raw[name]))
+            for name, spec in fitted.items()
+        }
     return fitted, out

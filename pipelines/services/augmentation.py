@@ -9,7 +9,7 @@ import numpy as np
 
 from mtl_models.augment.policy import PolicyError, ResolvedPolicy, TransformRequest, resolve_policy
 from mtl_models.tasks import TaskSpec
-from pipelines.config import ImageInputConfig, Params
+from pipelines.config import Params
 from pipelines.errors import ConfigError
 from pipelines.files import ProjectPaths, write_json
 from pipelines.services import plots
@@ -21,7 +21,7 @@ PREVIEW_SEED = 1234
 def augmented_input(params: Params) -> str | None:
     """The name of the input augmentation applies to: the first image input (None without
     one)."""
-    names = [n for n, c in params.data.inputs.items() if isinstance(c, ImageInputConfig)]
+    names = params.data.augmentable_inputs()
     return names[0] if names else None
 
 

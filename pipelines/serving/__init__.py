@@ -2,15 +2,12 @@
 
 from pipelines.serving.pyfunc import (
     IMAGE_COLUMN,
-    InvalidRequest,
     MultiTaskPyfunc,
     Predictor,
-    encode_png,
     example_request,
     log_pyfunc_model,
-    raw_request,
-    request_inputs,
 )
+from pipelines.serving.requests import InvalidRequest, encode_png, raw_request, request_inputs
 
 __all__ = [
     "IMAGE_COLUMN",

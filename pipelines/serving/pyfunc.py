@@ -1,9 +1,8 @@
 """Serving: turn request columns into the model's inputs, run it, return one column per task.
 
-A request row holds each input raw: an image input as a base64 PNG/JPEG in the column named
-after the input (``image`` by default), a signal as a list of numbers per channel column, and
-table features as their own columns, unscaled and un-encoded: the encodings fitted on the
-training split travel inside the model and are applied here.
+A request row holds each input raw (``requests``: each input kind decodes its own columns),
+unscaled and un-encoded: the encodings fitted on the training split travel inside the model
+and are applied here.
 
 ``Predictor`` is plain Python (used by tests and benchmarks); ``MultiTaskPyfunc`` wraps it
 for MLflow. The model is logged with models-from-code (``pipelines/serving/entry.py``), so
@@ -12,9 +11,6 @@ nothing is pickled: the logged code, weights and spec rebuild it.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import shutil
 import tempfile
 import warnings
@@ -29,105 +25,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from PIL import Image, UnidentifiedImageError
 
-from mtl_models.inputs import FeatureInput, ImageInput, InputSpec, SignalInput
 from mtl_models.nn.model import SPEC_FILE, WEIGHTS_FILE, ModelSpec, load_checkpoint
 from mtl_models.train.loaders import batch_inputs, to_device
+from pipelines.serving.requests import InvalidRequest, encode_png, raw_request, request_inputs
 
 IMAGE_COLUMN = "image"
 ENTRY_FILE = Path(__file__).with_name("entry.py")
 PACKAGE_DIRS = [Path(__file__).parents[1], Path(__file__).parents[2] / "mtl_models"]
-
-
-class InvalidRequest(ValueError):
-    """A request row that cannot be scored; the message names the row and the reason."""
-
-
-def encode_png(image: np.ndarray) -> str:
-    """uint8 ``[H, W]`` or ``[H, W, C]`` -> base64 PNG, as a client would send it."""
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def decode_images(
-    frame: pd.DataFrame, size: int, channels: int, column: str = IMAGE_COLUMN
-) -> np.ndarray:
-    """A column of base64 PNG/JPEG (any size) -> uint8 ``[N, size, size, channels]``."""
-    if column not in frame.columns:
-        raise InvalidRequest(
-            f"missing column '{column}' (base64-encoded PNG/JPEG); got {list(frame.columns)}"
-        )
-    mode = "L" if channels == 1 else "RGB"
-    out = np.empty((len(frame), size, size, channels), dtype=np.uint8)
-    for row, value in enumerate(frame[column]):
-        if not isinstance(value, (str, bytes)) or len(value) == 0:
-            raise InvalidRequest(f"row {row}: '{column}' must be a non-empty base64 string")
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidRequest(f"row {row}: '{column}' is not valid base64 ({exc})") from None
-        try:
-            with Image.open(io.BytesIO(raw)) as img:
-                img = img.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
-                out[row] = np.asarray(img).reshape(size, size, channels)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise InvalidRequest(
-                f"row {row}: '{column}' is not a decodable image ({exc})"
-            ) from None
-    return out
-
-
-def _columns(frame: pd.DataFrame, needed: list[str], what: str) -> None:
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise InvalidRequest(f"missing {what} column(s) {missing}; got {list(frame.columns)}")
-
-
-def _signals(frame: pd.DataFrame, spec: SignalInput) -> np.ndarray:
-    _columns(frame, list(spec.channels), f"signal '{spec.name}'")
-    out = np.empty((len(frame), *spec.shape))
-    for c, column in enumerate(spec.channels):
-        for row, value in enumerate(frame[column]):
-            signal = np.asarray(value, dtype=float) if value is not None else np.empty(0)
-            if signal.shape != (spec.length,) or not np.isfinite(signal).all():
-                raise InvalidRequest(
-                    f"row {row}: '{column}' must be a list of {spec.length} finite numbers"
-                )
-            out[row, c] = signal
-    return spec.encode(out)
-
-
-def _features(frame: pd.DataFrame, spec: FeatureInput) -> np.ndarray:
-    _columns(frame, [*spec.numeric, *spec.categorical], "feature")
-    numeric = np.empty((len(frame), len(spec.numeric)))
-    for j, column in enumerate(spec.numeric):
-        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
-        bad = np.flatnonzero(np.isnan(values) & frame[column].notna().to_numpy())
-        if len(bad):
-            value = frame[column].iloc[bad[0]]
-            raise InvalidRequest(f"row {bad[0]}: '{column}' wants a number or null, not {value!r}")
-        numeric[:, j] = values
-    categorical = np.array([list(frame[c]) for c in spec.categorical], dtype=object).T.reshape(
-        len(frame), len(spec.categorical)
-    )
-    return spec.encode(numeric, categorical)
-
-
-def request_inputs(frame: pd.DataFrame, specs: tuple[InputSpec, ...]) -> dict[str, np.ndarray]:
-    """Raw request columns -> the arrays the model reads, encoded as in training."""
-    arrays = {}
-    for spec in specs:
-        if isinstance(spec, ImageInput):
-            arrays[spec.name] = decode_images(frame, spec.size, spec.channels, spec.name)
-        elif isinstance(spec, SignalInput):
-            arrays[spec.name] = _signals(frame, spec)
-        else:
-            arrays[spec.name] = _features(frame, spec)
-    return arrays
 
 
 class Predictor:
@@ -188,27 +93,6 @@ class MultiTaskPyfunc(mlflow.pyfunc.PythonModel):
         except InvalidRequest as exc:
             # MLflow's scoring server turns this error code into HTTP 400 and keeps serving.
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
-
-
-def raw_request(
-    spec: ModelSpec, inputs: dict[str, np.ndarray], table_rows: pd.DataFrame
-) -> pd.DataFrame:
-    """Request rows as a client sends them, from a split's arrays and its raw table rows."""
-    columns: dict[str, Any] = {}
-    for s in spec.input_specs():
-        array = inputs[s.name][: len(table_rows)]
-        if isinstance(s, ImageInput):
-            columns[s.name] = [encode_png(img) for img in array]
-        elif isinstance(s, SignalInput):
-            raw = array * np.asarray(s.std)[None, :, None] + np.asarray(s.mean)[None, :, None]
-            for c, column in enumerate(s.channels):
-                columns[column] = [row.tolist() for row in raw[:, c]]
-        else:
-            for column in s.numeric:
-                columns[column] = pd.to_numeric(table_rows[column], errors="coerce").tolist()
-            for column in s.categorical:
-                columns[column] = table_rows[column].tolist()
-    return pd.DataFrame(columns)
 
 
 def example_request(spec: ModelSpec, paths: Any, rows: int = 2) -> pd.DataFrame:

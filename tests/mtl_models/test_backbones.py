@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mtl_models.nn.backbones import ConvNet
+from mtl_models.inputs import INPUTS
+from mtl_models.nn.backbones import BACKBONES, MLP, ConvNet, ConvNet1d, Fusion
 
 
 @pytest.mark.parametrize(
@@ -48,3 +49,12 @@ def test_non_positive_arguments_raise(field: str) -> None:
 
 def test_repr_mentions_hyperparameters() -> None:
     assert repr(ConvNet(2, 8, 3, 1)) == "ConvNet(in_channels=2, width=8, depth=3, pool_size=1)"
+
+
+def test_each_backbone_declares_the_input_kinds_it_reads() -> None:
+    assert (ConvNet.reads, ConvNet1d.reads, MLP.reads) == ({"image"}, {"signal"}, {"features"})
+    assert Fusion.reads == frozenset()  # it reads several inputs through their own encoders
+    for kind, cls in INPUTS.items():  # every kind's default backbone reads it
+        assert kind in BACKBONES.get(cls.backbone).reads
+    assert MLP.can_read("mlp", "scalar", default_backbone="mlp")  # a kind naming it
+    assert not MLP.can_read("mlp", "image", default_backbone="cnn")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtl_models import BACKBONES, KINDS, WEIGHTINGS
+from mtl_models import BACKBONES, INPUTS, KINDS, WEIGHTINGS
 from mtl_models._registry import Registry, UnknownNameError
 
 
@@ -68,10 +68,22 @@ def test_empty_registry_says_none() -> None:
         (BACKBONES, {"cnn"}),
         (KINDS, {"classification", "binary", "ordinal", "regression"}),
         (WEIGHTINGS, {"equal", "static"}),
+        (INPUTS, {"image", "signal", "features"}),
     ],
-    ids=["backbones", "kinds", "weightings"],
+    ids=["backbones", "kinds", "weightings", "inputs"],
 )
 def test_library_registries(reg: Registry[object], expected: set[str]) -> None:
     assert expected <= set(reg.names())
     with pytest.raises(UnknownNameError, match=", ".join(sorted(reg.names()))):
         reg.get("no-such-name")
+
+
+def test_unregister_removes_a_name_so_it_can_be_registered_again(
+    registry: Registry[object],
+) -> None:
+    assert registry.unregister("alpha") is Alpha
+    assert registry.names() == ["beta"] and "alpha" not in registry
+    with pytest.raises(UnknownNameError, match="unknown widget 'alpha'; available: beta"):
+        registry.unregister("alpha")
+    registry.register("alpha")(Beta)
+    assert registry.get("alpha") is Beta

@@ -1,0 +1,126 @@
+"""Image inputs: files named in a table column (base64 PNG/JPEG when serving), decoded by one
+function for both, resized and stored as uint8 ``[N, size, size, channels]``."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+from pydantic import Field
+
+from mtl_models.inputs._base import (
+    INPUTS,
+    ColumnRef,
+    InputConfig,
+    InputSpec,
+    InvalidRequest,
+    Raw,
+    ReadContext,
+    TableSource,
+    gather,
+)
+
+
+class ImageInputConfig(InputConfig):
+    """Image files named in a column, relative to ``root`` (itself relative to ``data.dir``)."""
+
+    kind: Literal["image"]
+    column: ColumnRef = "path"
+    root: str = "."
+    size: int | None = Field(
+        None, ge=8, le=1024, description="resized to size x size; null = the generated size or 64"
+    )
+    channels: Literal[1, 3] = 1
+
+
+def decode_image(source: bytes | Path, size: int, channels: int) -> np.ndarray:
+    """An encoded image (bytes) or image file -> uint8 ``[size, size, channels]``: the one
+    decoding that training data and served requests share."""
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+        img = img.convert("L" if channels == 1 else "RGB")
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(img).reshape(size, size, channels)
+
+
+def encode_png(image: np.ndarray) -> str:
+    """uint8 ``[H, W]`` or ``[H, W, C]`` -> base64 PNG, as a client would send it."""
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+@INPUTS.register("image")
+@dataclass(frozen=True)
+class ImageInput(InputSpec):
+    """Images read from files (or base64 when serving), resized to ``size`` x ``size``;
+    stored as uint8 ``[N, size, size, channels]``. The request column is the input's name."""
+
+    kind = "image"
+    Config = ImageInputConfig
+    backbone = "cnn"
+    fusion_depth = 3
+    augmentable = True
+
+    size: int = 64
+    channels: int = 1
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.size, self.size, self.channels)
+
+    @classmethod
+    def read(
+        cls, name: str, config: ImageInputConfig, table: TableSource, context: ReadContext
+    ) -> tuple[ImageInput, Raw]:
+        """Decode and resize every image once."""
+        size = config.size if config.size is not None else context.image_size
+        column = table.column(config.column, f"data.inputs.{name}.column")
+        root = context.root / config.root
+        images = gather(
+            table,
+            table.cells(column),
+            column,
+            lambda path: decode_image(root / path, size, config.channels),
+        )
+        return cls(name, size, config.channels), (np.stack(images).astype(np.uint8),)
+
+    def encode(self, *raw: np.ndarray) -> np.ndarray:
+        return raw[0]
+
+    def decode_request(self, frame: pd.DataFrame) -> Raw:
+        column = self.name
+        if column not in frame.columns:
+            raise InvalidRequest(
+                f"missing column '{column}' (base64-encoded PNG/JPEG); got {list(frame.columns)}"
+            )
+        out = np.empty((len(frame), *self.shape), dtype=np.uint8)
+        for row, value in enumerate(frame[column]):
+            if not isinstance(value, (str, bytes)) or len(value) == 0:
+                raise InvalidRequest(f"row {row}: '{column}' must be a non-empty base64 string")
+            try:
+                data = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise InvalidRequest(f"row {row}: '{column}' is not valid base64 ({exc})") from None
+            try:
+                out[row] = decode_image(data, self.size, self.channels)
+            except (UnidentifiedImageError, OSError) as exc:
+                raise InvalidRequest(
+                    f"row {row}: '{column}' is not a decodable image ({exc})"
+                ) from None
+        return (out,)
+
+    def to_request(self, encoded: np.ndarray, rows: pd.DataFrame) -> dict[str, list[Any]]:
+        return {self.name: [encode_png(image) for image in encoded]}
+
+    def backbone_args(self) -> dict[str, int]:
+        return {"in_channels": self.channels}

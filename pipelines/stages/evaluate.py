@@ -15,7 +15,8 @@ from pipelines.config import Params
 from pipelines.data.splits import load_split, split_digest
 from pipelines.files import ProjectPaths, atomic_write_bytes, read_json, write_json
 from pipelines.services import plots
-from pipelines.services.diagnosis import compare_with_baselines, diagnosis_markdown, format_gains
+from pipelines.services.diagnosis import compare_with_baselines, format_gains
+from pipelines.services.diagnosis_report import diagnosis_markdown
 from pipelines.services.scoring import format_table, score_split
 
 

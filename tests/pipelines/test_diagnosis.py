@@ -24,10 +24,10 @@ from pipelines.services.diagnosis import (
     RARE_SHARE,
     Finding,
     compare_with_baselines,
-    diagnosis_markdown,
     find_issues,
     format_gains,
 )
+from pipelines.services.diagnosis_report import diagnosis_markdown
 
 NAN = float("nan")
 GRADE = TaskSpec(name="grade", kind="ordinal", n_classes=4)

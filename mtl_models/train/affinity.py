@@ -135,3 +135,18 @@ def _greedy(matrix: np.ndarray, max_groups: int) -> list[int]:
             break
         labels = best
     return labels
+
+
+def affinity_unavailable(
+    *, shares_blocks: bool, joint_batches: bool = True, data_parallel: bool = False
+) -> str | None:
+    """Why lookahead affinity cannot be measured in a setting (None: it can). The one home of
+    the rule: the trainer refuses such a setting, the pipeline skips the measurement with this
+    reason."""
+    if not shares_blocks:
+        return "no shared blocks to step (shared_depth=0)"
+    if not joint_batches:
+        return "the alternating schedule trains one task per batch: nothing to compare"
+    if data_parallel:
+        return "affinity steps the model outside DDP"
+    return None

@@ -17,9 +17,9 @@ from torch.utils.data import DataLoader
 from mtl_models.metrics import summarize, task_metrics
 from mtl_models.nn.model import MultiTaskModel
 from mtl_models.train.acceleration import Acceleration
-from mtl_models.train.affinity import lookahead_affinity
+from mtl_models.train.affinity import affinity_unavailable, lookahead_affinity
 from mtl_models.train.loaders import Inputs, head_of, to_device
-from mtl_models.weighting import Weighting
+from mtl_models.weighting import Weighting, check_weighting
 
 Batch = tuple[Inputs, Tensor]
 
@@ -144,25 +144,22 @@ class Trainer:
         acceleration: Acceleration | None = None,
     ):
         acceleration = acceleration or Acceleration()
-        if acceleration.data_parallel and not weighting.supports_data_parallel:
-            raise ValueError(
-                f"{type(weighting).__name__} is not supported under DDP: each process would "
-                "weigh its own shard differently; use a method with supports_data_parallel "
-                "(equal, static)"
-            )
-        if acceleration.data_parallel and affinity_every is not None:
-            raise ValueError("affinity steps the model outside DDP: turn it off under DDP")
-        if weighting.needs_task_gradients and not model.shared_parameters():
-            raise ValueError(
-                f"{type(weighting).__name__} needs per-task gradients of shared parameters, but "
-                "the model shares none (shared_depth=0); share at least one block"
-            )
+        check_weighting(
+            type(weighting),
+            type(weighting).__name__,
+            shares_blocks=bool(model.shared_parameters()),
+            data_parallel=acceleration.data_parallel,
+        )
         if patience is not None and patience < 1:
             raise ValueError(f"patience must be >= 1 epoch or None, got {patience}")
         if affinity_every is not None and affinity_every < 1:
             raise ValueError(f"affinity_every must be >= 1 step or None, got {affinity_every}")
-        if affinity_every is not None and not model.shared_parameters():
-            raise ValueError("affinity needs shared parameters (shared_depth >= 1)")
+        unavailable = affinity_unavailable(
+            shares_blocks=bool(model.shared_parameters()),
+            data_parallel=acceleration.data_parallel,
+        )
+        if affinity_every is not None and unavailable:
+            raise ValueError(f"affinity cannot be measured: {unavailable}; turn it off")
         self.affinity_every = affinity_every
         self.affinity_lr = affinity_lr
         self.affinity_samples = affinity_samples  # first n samples of the batch; None = all

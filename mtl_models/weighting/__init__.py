@@ -10,7 +10,13 @@ Importing this package registers every method in ``WEIGHTINGS``:
 """
 
 from mtl_models.weighting import _gradient, _loss  # noqa: F401  (registers the methods)
-from mtl_models.weighting._base import WEIGHTINGS, StepResult, Weighting, build_weighting
+from mtl_models.weighting._base import (
+    WEIGHTINGS,
+    StepResult,
+    Weighting,
+    build_weighting,
+    check_weighting,
+)
 from mtl_models.weighting._gradient import AggregatorWeighting, gradient_cosine
 from mtl_models.weighting._loss import ScalarizerWeighting, StaticWeighting
 
@@ -22,5 +28,6 @@ __all__ = [
     "StepResult",
     "Weighting",
     "build_weighting",
+    "check_weighting",
     "gradient_cosine",
 ]

@@ -77,5 +77,35 @@ class Weighting(nn.Module, ABC):
 WEIGHTINGS: Registry[Weighting] = Registry("weighting method")
 
 
+def check_weighting(
+    method: type[Weighting],
+    who: str,
+    *,
+    shares_blocks: bool = True,
+    joint_batches: bool = True,
+    data_parallel: bool = False,
+) -> None:
+    """What a method needs from the model, the batches and the processes, in one place: the
+    trainer and the configuration both ask here. ``who`` names the method in the message (a
+    class name, or the params key with its value). Raises ``ValueError``."""
+    if method.needs_task_gradients and not shares_blocks:
+        raise ValueError(
+            f"{who} combines per-task gradients of the shared blocks, but the model shares "
+            "none (shared_depth=0); share at least one block (model.shared_depth >= 1)"
+        )
+    if method.needs_task_gradients and not joint_batches:
+        raise ValueError(
+            f"{who} combines the tasks' gradients within a batch, but the alternating schedule "
+            "trains one task per batch; use schedule 'joint' or a loss-based method"
+        )
+    if data_parallel and not method.supports_data_parallel:
+        supported = ", ".join(n for n, cls in WEIGHTINGS.items() if cls.supports_data_parallel)
+        raise ValueError(
+            f"{who} is not supported under DDP: with learned or loss-dependent weights, or "
+            "per-task gradients, each process would weigh its own shard differently. "
+            f'Supported: {supported} (README "Several GPUs")'
+        )
+
+
 def build_weighting(method: str, task_names: Sequence[str], **hyperparameters: object) -> Weighting:
     return WEIGHTINGS.get(method)(task_names, **hyperparameters)  # type: ignore[call-arg]

@@ -56,11 +56,8 @@ class AggregatorWeighting(Weighting):
         features: Tensor | None = None,
         shared_params: Sequence[Tensor] = (),
     ) -> StepResult:
-        if features is None or not shared_params:
-            raise ValueError(
-                f"{type(self).__name__} aggregates per-task gradients of shared parameters: "
-                "the model must share at least one block (model.shared_depth >= 1)"
-            )
+        # the trainer passes both (check_weighting refuses a model that shares nothing)
+        assert features is not None and shared_params
         mtl_backward(
             losses,
             features=features,

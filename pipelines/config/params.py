@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError, model_validator
 from mtl_models.augment.effects import expand_remap
 from mtl_models.losses import ClassWeighting
 from mtl_models.tasks import TaskSpec
-from mtl_models.weighting import WEIGHTINGS
+from mtl_models.weighting import WEIGHTINGS, check_weighting
 from pipelines.config._base import Section
 from pipelines.config.augment import AugmentConfig
 from pipelines.config.data import DataConfig
@@ -63,24 +63,14 @@ class Params(Section):
         return self
 
     @model_validator(mode="after")
-    def _gradient_methods_need_tasks_together(self) -> Params:
-        method = WEIGHTINGS.get(self.train.weighting.method)
-        if method.needs_task_gradients and self.train.schedule == "alternating":
-            raise ValueError(
-                f"train.weighting.method '{self.train.weighting.method}' combines the tasks' "
-                "gradients within a batch, but train.schedule 'alternating' trains one task "
-                "per batch; use schedule 'joint' or a loss-based method"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _gradient_methods_need_shared_blocks(self) -> Params:
-        method = WEIGHTINGS.get(self.train.weighting.method)
-        if method.needs_task_gradients and self.model.shared_depth == 0:
-            raise ValueError(
-                f"train.weighting.method '{self.train.weighting.method}' combines per-task "
-                "gradients of the shared blocks, but model.shared_depth is 0 (nothing shared)"
-            )
+    def _weighting_fits_model_and_schedule(self) -> Params:
+        method = self.train.weighting.method
+        check_weighting(
+            WEIGHTINGS.get(method),
+            f"train.weighting.method '{method}'",
+            shares_blocks=self.model.shared_depth != 0,
+            joint_batches=self.train.schedule == "joint",
+        )
         return self
 
     def task_sensitivity(self) -> dict[str, dict[str, float]]:

@@ -10,7 +10,7 @@ from mtl_models.train.trainer import FitResult
 from pipelines.config import Params
 from pipelines.files import ProjectPaths, write_json
 from pipelines.services import plots
-from pipelines.services.fitting import measures_affinity
+from pipelines.services.fitting import affinity_note
 
 
 def write_affinity_report(
@@ -19,14 +19,8 @@ def write_affinity_report(
     """``reports/affinity.json`` (always, so DVC finds its output), its heatmap and, per
     epoch, a heatmap and the affinity-over-epochs plot in the active MLflow run."""
     cfg = params.train.affinity
-    if not measures_affinity(params):
-        note = (
-            "train.affinity.enabled is false"
-            if not cfg.enabled
-            else "train.schedule is alternating: one task per batch"
-            if params.train.schedule != "joint"
-            else "model.shared_depth is 0: no shared blocks to step"
-        )
+    note = affinity_note(params)
+    if note is not None:
         report: dict[str, object] = {"enabled": False, "note": note}
         write_json(paths.affinity_file, report)
         if cfg.enabled:

@@ -15,6 +15,7 @@ import numpy as np
 
 from mtl_models.metrics import delta_m
 from mtl_models.tasks import TaskSpec
+from mtl_models.weighting import WEIGHTINGS
 
 # A single-task model beats the multi-task one on a task by more than this relative margin:
 # sharing costs that task (smaller gaps are within seed-to-seed noise on small test splits).
@@ -282,7 +283,9 @@ def find_issues(
                     f"with {', '.join(g for g in group if g != task.name) or 'no other task'}.",
                 )
             )
-    if lagging and weighting in ("equal", "static"):
+    # a fixed linear combination of the losses (what also makes a method DDP-safe)
+    fixed = weighting in WEIGHTINGS and WEIGHTINGS.get(weighting).supports_data_parallel
+    if lagging and fixed:
         findings.append(
             Finding(
                 "weighting",

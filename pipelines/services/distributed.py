@@ -17,7 +17,7 @@ import torch.distributed as dist
 
 from mtl_models.train.loaders import Shard
 from mtl_models.train.trainer import resolve_device
-from mtl_models.weighting import WEIGHTINGS
+from mtl_models.weighting import WEIGHTINGS, check_weighting
 from pipelines.config import Params
 from pipelines.errors import ConfigError
 
@@ -40,13 +40,12 @@ def check_stage(stage: str) -> None:
 def check_params(params: Params) -> None:
     """Refuse settings DDP cannot reproduce, naming the key."""
     method = params.train.weighting.method
-    supported = sorted(n for n, cls in WEIGHTINGS.items() if cls.supports_data_parallel)
-    if not WEIGHTINGS.get(method).supports_data_parallel:
-        raise ConfigError(
-            f"train.weighting.method '{method}' is not supported under DDP: with learned or "
-            "loss-dependent weights, or per-task gradients, each process would weigh its own "
-            f'shard differently. Supported: {", ".join(supported)} (README "Several GPUs")'
+    try:
+        check_weighting(
+            WEIGHTINGS.get(method), f"train.weighting.method '{method}'", data_parallel=True
         )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if params.train.schedule != "joint":
         raise ConfigError("train.schedule 'alternating' runs in one process, not under DDP")
 

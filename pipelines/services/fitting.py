@@ -17,6 +17,7 @@ from mtl_models.metrics import majority_labels
 from mtl_models.nn.model import ModelSpec, MultiTaskModel, build_model
 from mtl_models.tasks import TaskSpec, fit_task
 from mtl_models.train.acceleration import Acceleration
+from mtl_models.train.affinity import affinity_unavailable
 from mtl_models.train.loaders import MultiTaskDataset, Shard, make_loader, make_schedule_loader
 from mtl_models.train.trainer import Callback, FitResult, Trainer
 from mtl_models.weighting import build_weighting
@@ -148,11 +149,16 @@ def _image_specs(inputs: ArraysByInput) -> list[InputSpec]:
     return specs
 
 
-def measures_affinity(params: Params) -> bool:
-    """Affinity steps the shared blocks; with none (``shared_depth: 0``) there is nothing to
-    measure, and a search over ``shared_depth`` may well sample 0."""
-    return (
-        params.train.affinity.enabled
-        and params.model.shared_depth != 0
-        and params.train.schedule == "joint"  # one task per batch leaves nothing to compare
+def affinity_note(params: Params) -> str | None:
+    """Why ``train`` measures no task affinity (None: it does). A search over
+    ``shared_depth`` may well sample 0, so an impossible measurement is skipped, not refused."""
+    if not params.train.affinity.enabled:
+        return "train.affinity.enabled is false"
+    return affinity_unavailable(
+        shares_blocks=params.model.shared_depth != 0,
+        joint_batches=params.train.schedule == "joint",
     )
+
+
+def measures_affinity(params: Params) -> bool:
+    return affinity_note(params) is None

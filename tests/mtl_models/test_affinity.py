@@ -144,7 +144,7 @@ def test_mean_affinity_ignores_unmeasured_epochs():
 
 def test_trainer_refuses_affinity_without_shared_blocks_or_with_a_bad_interval():
     unshared = MultiTaskModel(TASKS, ConvNet(1, width=4, depth=2, pool_size=2), 0, head_hidden=16)
-    with pytest.raises(ValueError, match="shared parameters"):
+    with pytest.raises(ValueError, match=r"no shared blocks to step \(shared_depth=0\)"):
         Trainer(unshared, build_weighting("equal", NAMES), epochs=1, affinity_every=5)
     with pytest.raises(ValueError, match="affinity_every must be >= 1"):
         Trainer(model(), build_weighting("equal", NAMES), epochs=1, affinity_every=0)

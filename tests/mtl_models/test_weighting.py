@@ -19,7 +19,13 @@ from mtl_models.nn.model import ModelSpec, MultiTaskModel, build_model
 from mtl_models.tasks import TaskSpec
 from mtl_models.train.loaders import MultiTaskImageDataset, make_loader
 from mtl_models.train.trainer import Trainer
-from mtl_models.weighting import WEIGHTINGS, StepResult, Weighting, build_weighting
+from mtl_models.weighting import (
+    WEIGHTINGS,
+    StepResult,
+    Weighting,
+    build_weighting,
+    check_weighting,
+)
 from tests.toy_data import bright_left_images
 
 SCALARISERS = ["equal", "static", "uw", "imtl_l", "dwa", "famo", "stch", "rlw", "gls"]
@@ -236,11 +242,16 @@ def test_a_task_without_labels_in_the_batch_keeps_the_model_finite(method: str) 
 
 
 @pytest.mark.parametrize("method", AGGREGATORS)
-def test_aggregator_without_shared_parameters_raises(method: str) -> None:
-    weighting = build_weighting(method, ["a", "b"])
-    losses = [torch.tensor(0.5, requires_grad=True), torch.tensor(1.5, requires_grad=True)]
-    with pytest.raises(ValueError, match=r"shared parameters.*shared_depth >= 1"):
-        weighting.backward(losses, None, [])
+def test_check_weighting_refuses_an_aggregator_without_shared_blocks(method: str) -> None:
+    """The one rule the trainer and the configuration both ask (check_weighting)."""
+    cls = WEIGHTINGS.get(method)
+    check_weighting(cls, method, shares_blocks=True, joint_batches=True)
+    with pytest.raises(ValueError, match=r"shares none \(shared_depth=0\).*shared_depth >= 1"):
+        check_weighting(cls, method, shares_blocks=False)
+    with pytest.raises(ValueError, match="trains one task per batch"):
+        check_weighting(cls, method, joint_batches=False)
+    with pytest.raises(ValueError, match=f"{method} is not supported under DDP"):
+        check_weighting(cls, method, data_parallel=True)
 
 
 @pytest.mark.parametrize("method", AGGREGATORS)

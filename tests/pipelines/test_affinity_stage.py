@@ -63,5 +63,5 @@ def test_with_nothing_shared_training_runs_and_the_report_says_why_no_affinity(p
     assert params.train.affinity.enabled  # on by default in params.yaml
     stages.train(params, paths)
     report = json.loads(paths.affinity_file.read_text())
-    assert report == {"enabled": False, "note": "model.shared_depth is 0: no shared blocks to step"}
+    assert report == {"enabled": False, "note": "no shared blocks to step (shared_depth=0)"}
     assert "no task affinity measured" in capsys.readouterr().out

@@ -126,7 +126,8 @@ def test_every_registered_weighting_method_is_configurable():
 
 
 def test_gradient_method_without_shared_blocks_is_refused_before_training():
-    with pytest.raises(ConfigError, match=r"model\.shared_depth is 0"):
+    expected = r"shares none \(shared_depth=0\).*model\.shared_depth >= 1"
+    with pytest.raises(ConfigError, match=expected):
         load_params(REPO / "params.yaml", ["train.weighting.method=pcgrad", "model.shared_depth=0"])
     params = load_params(
         REPO / "params.yaml", ["train.weighting.method=uw", "model.shared_depth=0"]

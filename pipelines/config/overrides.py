@@ -17,7 +17,8 @@ def set_path(raw: dict[str, Any], key: str, value: Any) -> None:
     for i, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"{'.'.join(parts[: i + 1])} is a value, not a section")
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(f"{where} is a value, not a section", ((where, "not_a_section"),))
         node = child
     node[parts[-1]] = value
 

@@ -144,7 +144,8 @@ def parse_params(
             {**e, "loc": tuple(p for p in e["loc"] if p not in WEIGHTINGS)}
             for e in exc.errors(include_url=False)
         ]
-        raise ConfigError(f"{source}: invalid parameters\n{_describe(errors)}") from None
+        problems = tuple((".".join(map(str, e["loc"])), str(e["type"])) for e in errors)
+        raise ConfigError(f"{source}: invalid parameters\n{_describe(errors)}", problems) from None
     if check_space:
         # search_space overlays params itself: imported here, where both modules are loaded
         from pipelines.config.search_space import check_search_space

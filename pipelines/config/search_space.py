@@ -48,8 +48,9 @@ def check_search_space(params: Params, source: str) -> None:
                 overlay(plain, {**conditions, key: value}, source=source)
             except ConfigError as exc:
                 detail = str(exc).partition("\n")[2] or str(exc)
+                unknown = {loc for loc, kind in exc.problems if kind == "extra_forbidden"}
                 hyper = key.split(".")[2] if key.startswith("train.weighting.") else "method"
-                if hyper != "method" and f"train.weighting.{hyper}: Extra inputs" in detail:
+                if hyper != "method" and f"train.weighting.{hyper}" in unknown:
                     method = overlay(plain, conditions).train.weighting.method
                     takers = [
                         name
@@ -65,7 +66,7 @@ def check_search_space(params: Params, source: str) -> None:
                         f"{where}: weighting method '{method}' takes no '{hyper}'; sample it "
                         f"only for a method that does ({', '.join(takers) or 'none'}), {hint}"
                     ) from None
-                if "Extra inputs are not permitted" in detail or "is a value" in detail:
+                if unknown or any(kind == "not_a_section" for _, kind in exc.problems):
                     raise ConfigError(f"{where}: no such parameter\n{detail}") from None
                 raise ConfigError(f"{where}: {value!r} gives invalid params\n{detail}") from None
 

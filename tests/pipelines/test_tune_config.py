@@ -779,7 +779,7 @@ def test_invalid_sampled_combination_raises_trial_config_error(tmp_path):
     params = parse_params(raw, "params.yaml")  # each entry alone is valid
     objective = Objective(params, fake_split(), fake_split())
     assert objective.trial_params({"model.shared_depth": 0, "train.weighting.method": "equal"})
-    with pytest.raises(TrialConfigError, match=r"model\.shared_depth is 0"):
+    with pytest.raises(TrialConfigError, match=r"shares none \(shared_depth=0\)"):
         objective.trial_params({"model.shared_depth": 0, "train.weighting.method": "pcgrad"})
 
 

@@ -184,7 +184,7 @@ def test_cli_verb_and_a_bad_split_fail_before_any_run(tmp_path):
     write_params(tmp_path, raw)
     result = run(["mtlflow", "baselines"], tmp_path)
     assert result.returncode == 2
-    assert "data/splits/train.npz: not found" in result.stderr
+    assert "data/splits/train: not found; run `mtlflow split`" in result.stderr
     assert not (tmp_path / "reports" / "baselines.json").exists()
     assert not (tmp_path / "mlruns").exists()
 

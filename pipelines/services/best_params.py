@@ -23,7 +23,7 @@ HEADER = (
 
 # Settings that change neither what a trial trains nor how it is scored: editing them keeps
 # the study (raising n_trials continues it).
-_NOT_IN_STUDY = {
+NOT_IN_STUDY = {
     "tune": ("enabled", "n_trials", "storage", "study_name", "heartbeat_seconds", "seed"),
     "train": ("epochs", "device", "num_workers", "affinity"),  # trials measure no affinity
 }
@@ -37,7 +37,7 @@ def study_name(params: Params) -> str:
     raw = params_dict(params)
     for section in ("register", "tracking", "baselines"):
         raw.pop(section, None)
-    for section, keys in _NOT_IN_STUDY.items():
+    for section, keys in NOT_IN_STUDY.items():
         for key in keys:
             raw[section].pop(key, None)
     digest = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()

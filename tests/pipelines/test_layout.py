@@ -14,6 +14,8 @@ import typer
 import yaml
 
 from pipelines.cli import app
+from pipelines.config import TrainConfig
+from pipelines.services.best_params import NOT_IN_STUDY
 from pipelines.stages import PIPELINE, STAGES
 from tests.conftest import REPO
 
@@ -102,3 +104,13 @@ def test_no_module_is_over_about_300_lines():
         for f in (REPO / package).rglob("*.py")
     }
     assert {f: n for f, n in sizes.items() if n > 330} == {}
+
+
+def test_the_tune_stage_reads_exactly_the_train_keys_a_trial_depends_on():
+    """What a trial depends on has one home (NOT_IN_STUDY, which also names the study);
+    dvc.yaml's tune stage must list the same train keys, or editing one leaves it stale."""
+    listed = {p for p in dvc_stages()["tune"]["params"] if str(p).startswith("train.")}
+    expected = {f"train.{k}" for k in TrainConfig.model_fields} - {
+        f"train.{k}" for k in NOT_IN_STUDY["train"]
+    }
+    assert listed == expected

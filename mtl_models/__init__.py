@@ -4,14 +4,9 @@ from mtl_models._registry import Registry, UnknownNameError
 from mtl_models.inputs import INPUTS, InputSpec
 from mtl_models.kinds import KINDS, Kind, get_kind
 from mtl_models.nn.backbones import BACKBONES, Backbone, ConvNet
+from mtl_models.nn.checkpoint import load_checkpoint, save_checkpoint
 from mtl_models.nn.heads import Decoded, TaskHead
-from mtl_models.nn.model import (
-    ModelSpec,
-    MultiTaskModel,
-    build_model,
-    load_checkpoint,
-    save_checkpoint,
-)
+from mtl_models.nn.model import ModelSpec, MultiTaskModel, build_model
 from mtl_models.tasks import TaskSpec, fit_task
 from mtl_models.train.trainer import Callback, EpochLog, FitResult, Trainer
 from mtl_models.weighting import WEIGHTINGS, Weighting, build_weighting

@@ -26,7 +26,8 @@ from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from mtl_models.nn.model import SPEC_FILE, WEIGHTS_FILE, ModelSpec, load_checkpoint
+from mtl_models.nn.checkpoint import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
+from mtl_models.nn.model import ModelSpec
 from mtl_models.train.loaders import batch_inputs, to_device
 from pipelines.serving.requests import InvalidRequest, encode_png, raw_request, request_inputs
 

@@ -9,7 +9,7 @@ from typing import Any
 import mlflow
 
 from mtl_models.metrics import summarize
-from mtl_models.nn.model import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
+from mtl_models.nn.checkpoint import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
 from pipelines import tracking
 from pipelines.config import Params
 from pipelines.data.splits import load_split, split_digest

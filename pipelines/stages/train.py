@@ -8,7 +8,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from mtl_models.nn.model import save_checkpoint
+from mtl_models.nn.checkpoint import save_checkpoint
 from mtl_models.train.loaders import Shard
 from pipelines import tracking
 from pipelines.config import Params, overlay

@@ -25,15 +25,9 @@ from mtl_models.losses import (
     sigmoid_loss,
     softmax_loss,
 )
+from mtl_models.nn.checkpoint import SPEC_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint
 from mtl_models.nn.heads import build_head
-from mtl_models.nn.model import (
-    SPEC_FILE,
-    WEIGHTS_FILE,
-    ModelSpec,
-    build_model,
-    load_checkpoint,
-    save_checkpoint,
-)
+from mtl_models.nn.model import ModelSpec, build_model
 from mtl_models.tasks import TaskSpec
 
 NAN = float("nan")

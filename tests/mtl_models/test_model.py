@@ -9,16 +9,9 @@ import pytest
 import torch
 
 from mtl_models.nn.backbones import ConvNet
+from mtl_models.nn.checkpoint import SPEC_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint
 from mtl_models.nn.heads import Decoded
-from mtl_models.nn.model import (
-    SPEC_FILE,
-    WEIGHTS_FILE,
-    ModelSpec,
-    MultiTaskModel,
-    build_model,
-    load_checkpoint,
-    save_checkpoint,
-)
+from mtl_models.nn.model import ModelSpec, MultiTaskModel, build_model
 from mtl_models.tasks import TaskSpec
 
 NAN = float("nan")

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from mtl_models.losses import class_weights
-from mtl_models.nn.model import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
+from mtl_models.nn.checkpoint import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
 from mtl_models.tasks import TaskSpec
 from mtl_models.train.loaders import images_to_tensor
 from pipelines import stages

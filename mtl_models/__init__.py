@@ -9,7 +9,7 @@ from mtl_models.nn.heads import Decoded, TaskHead
 from mtl_models.nn.model import ModelSpec, MultiTaskModel, build_model
 from mtl_models.tasks import TaskSpec, fit_task
 from mtl_models.train.trainer import Callback, EpochLog, FitResult, Trainer
-from mtl_models.weighting import WEIGHTINGS, Weighting, build_weighting
+from mtl_models.weighting import WEIGHTINGS, WeightingMethod, build_weighting
 
 __all__ = [
     "BACKBONES",
@@ -31,7 +31,7 @@ __all__ = [
     "TaskSpec",
     "Trainer",
     "UnknownNameError",
-    "Weighting",
+    "WeightingMethod",
     "build_model",
     "build_weighting",
     "fit_task",

@@ -19,7 +19,7 @@ from mtl_models.nn.model import MultiTaskModel
 from mtl_models.train.acceleration import Acceleration
 from mtl_models.train.affinity import affinity_unavailable, lookahead_affinity
 from mtl_models.train.loaders import Inputs, head_of, to_device
-from mtl_models.weighting import Weighting, check_weighting
+from mtl_models.weighting import WeightingMethod, check_weighting
 
 Batch = tuple[Inputs, Tensor]
 
@@ -128,7 +128,7 @@ class Trainer:
     def __init__(
         self,
         model: MultiTaskModel,
-        weighting: Weighting,
+        weighting: WeightingMethod,
         *,
         epochs: int,
         lr: float = 1e-3,

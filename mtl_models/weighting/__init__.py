@@ -13,7 +13,7 @@ from mtl_models.weighting import _gradient, _loss  # noqa: F401  (registers the 
 from mtl_models.weighting._base import (
     WEIGHTINGS,
     StepResult,
-    Weighting,
+    WeightingMethod,
     build_weighting,
     check_weighting,
 )
@@ -26,7 +26,7 @@ __all__ = [
     "ScalarizerWeighting",
     "StaticWeighting",
     "StepResult",
-    "Weighting",
+    "WeightingMethod",
     "build_weighting",
     "check_weighting",
     "gradient_cosine",

@@ -34,7 +34,7 @@ class StepResult(NamedTuple):
     gradient_cosine: Tensor | None  # detached [T, T]: cosine of task gradients, where computed
 
 
-class Weighting(nn.Module, ABC):
+class WeightingMethod(nn.Module, ABC):
     """Turns per-task losses ``[T]`` into gradients on every parameter."""
 
     needs_task_gradients: ClassVar[bool] = False
@@ -74,11 +74,11 @@ class Weighting(nn.Module, ABC):
         return ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
 
 
-WEIGHTINGS: Registry[Weighting] = Registry("weighting method")
+WEIGHTINGS: Registry[WeightingMethod] = Registry("weighting method")
 
 
 def check_weighting(
-    method: type[Weighting],
+    method: type[WeightingMethod],
     who: str,
     *,
     shares_blocks: bool = True,
@@ -107,5 +107,7 @@ def check_weighting(
         )
 
 
-def build_weighting(method: str, task_names: Sequence[str], **hyperparameters: object) -> Weighting:
+def build_weighting(
+    method: str, task_names: Sequence[str], **hyperparameters: object
+) -> WeightingMethod:
     return WEIGHTINGS.get(method)(task_names, **hyperparameters)  # type: ignore[call-arg]

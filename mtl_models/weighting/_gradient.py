@@ -27,7 +27,7 @@ from torchjd.aggregation import (
 )
 from torchjd.autojac import jac_to_grad, mtl_backward
 
-from mtl_models.weighting._base import WEIGHTINGS, StepResult, Weighting
+from mtl_models.weighting._base import WEIGHTINGS, StepResult, WeightingMethod
 
 # One task per vmap chunk: on CPU 2x faster than all tasks at once and a quarter of the memory
 # (DESIGN.md, measured with torchjd 0.18).
@@ -41,7 +41,7 @@ def gradient_cosine(shared_params: Sequence[Tensor]) -> Tensor:
     return gramian / torch.outer(norms, norms)
 
 
-class AggregatorWeighting(Weighting):
+class AggregatorWeighting(WeightingMethod):
     """A weighting backed by a torchjd ``Aggregator`` over the shared parameters' Jacobian."""
 
     needs_task_gradients = True

@@ -8,10 +8,10 @@ import torch
 from torch import Tensor
 from torchjd.scalarization import DWA, FAMO, IMTLL, STCH, UW, Constant, GeometricMean, Random, Sum
 
-from mtl_models.weighting._base import WEIGHTINGS, StepResult, Weighting
+from mtl_models.weighting._base import WEIGHTINGS, StepResult, WeightingMethod
 
 
-class ScalarizerWeighting(Weighting):
+class ScalarizerWeighting(WeightingMethod):
     """A weighting backed by a torchjd ``Scalarizer``; the effective weight of task ``t`` is
     d(combined loss)/d(loss_t), read off the same backward pass."""
 

@@ -22,7 +22,7 @@ from mtl_models.train.trainer import Trainer
 from mtl_models.weighting import (
     WEIGHTINGS,
     StepResult,
-    Weighting,
+    WeightingMethod,
     build_weighting,
     check_weighting,
 )
@@ -84,7 +84,7 @@ def test_registry_holds_every_documented_method() -> None:
 @pytest.mark.parametrize("method", SCALARISERS + AGGREGATORS)
 def test_each_method_declares_what_the_trainer_must_serve(method: str) -> None:
     weighting = build_weighting(method, MIXED_NAMES)
-    assert isinstance(weighting, Weighting)
+    assert isinstance(weighting, WeightingMethod)
     assert weighting.task_names == MIXED_NAMES
     assert weighting.needs_task_gradients == (method in AGGREGATORS)
     assert weighting.needs_losses_after_step == (method == "famo")
@@ -96,7 +96,7 @@ def test_each_method_declares_what_the_trainer_must_serve(method: str) -> None:
 @dataclass
 class Step:
     model: MultiTaskModel
-    weighting: Weighting
+    weighting: WeightingMethod
     result: StepResult
     task_jacobian: Tensor  # [T, P]: each task's own gradient of the shared parameters
     own_grads: list[Tensor]  # each task's gradient of its own branch and head

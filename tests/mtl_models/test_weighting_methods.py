@@ -16,7 +16,7 @@ from mtl_models.nn.backbones import ConvNet
 from mtl_models.nn.model import MultiTaskModel
 from mtl_models.tasks import TaskSpec
 from mtl_models.train.trainer import Trainer
-from mtl_models.weighting import StepResult, Weighting, build_weighting
+from mtl_models.weighting import StepResult, WeightingMethod, build_weighting
 
 AGGREGATORS = [
     "upgrad", "pcgrad", "cagrad", "mgda", "nash_mtl", "aligned_mtl",
@@ -253,7 +253,7 @@ def test_static_rejects_negative_weight() -> None:
 def test_static_weights_follow_the_module_to_a_device() -> None:
     # 'meta' stands in for a GPU: the weight vector must be a buffer that moves with .to()
     weighting = build_weighting("static", TASKS, weights={"pits": 3.0}).to("meta")
-    assert isinstance(weighting, Weighting)
+    assert isinstance(weighting, WeightingMethod)
     buffer = weighting.scalarizer.weights
     assert buffer.device.type == "meta"
     assert any(b is buffer for b in weighting.buffers())

@@ -22,7 +22,7 @@ from mtl_models.nn.heads import build_head
 from mtl_models.tasks import TaskSpec, fit_task
 
 NAN = float("nan")
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHIPPED = ["binary", "classification", "ordinal", "regression"]
 
 

@@ -21,8 +21,8 @@ from pipelines.config import Params, parse_params
 from pipelines.data.sources import SOURCES, Source
 from pipelines.files import ProjectPaths
 from pipelines.serving import Predictor
-from tests.mtl_models.test_kinds import Count
-from tests.pipelines.test_custom_input_kind import ScalarInput
+from tests.mtl_models.kinds.test_kinds import Count
+from tests.pipelines.data.test_custom_input_kind import ScalarInput
 
 pytestmark = pytest.mark.slow
 

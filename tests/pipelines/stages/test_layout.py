@@ -3,10 +3,8 @@ and each `dvc.yaml` stage lists, as deps, every project module its command impor
 
 from __future__ import annotations
 
+import ast
 import functools
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,41 +19,56 @@ from tests.conftest import REPO
 
 PACKAGES = ("mtl_models", "pipelines")
 
-# The project modules a stage's command loads: the CLI, then the stage function
-IMPORTED = """
-import json, sys
-import pipelines.cli
-from pipelines.stages import stage
-stage(sys.argv[1]).run
-mods = sorted(m.__file__ for n, m in list(sys.modules.items())
-              if n.split('.')[0] in ('mtl_models', 'pipelines') and getattr(m, '__file__', None))
-print(json.dumps(mods))
-"""
-
 
 def dvc_stages() -> dict:
     return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
 
-@functools.cache
-def imported_by_stage() -> dict[str, list[str]]:
-    """Each stage's imports, from fresh interpreters started together."""
-    procs = {
-        s.name: subprocess.Popen(
-            [sys.executable, "-c", IMPORTED, s.name], cwd=REPO, stdout=subprocess.PIPE, text=True
-        )
-        for s in STAGES
-    }
-    found = {}
-    for name, proc in procs.items():
-        out, _ = proc.communicate(timeout=300)
-        assert proc.returncode == 0, f"importing stage {name} failed"
-        found[name] = [str(Path(f).resolve().relative_to(REPO)) for f in json.loads(out)]
+def module_file(name: str) -> Path | None:
+    """The project file of a dotted module name (None for anything outside the project)."""
+    if name.split(".")[0] not in PACKAGES:
+        return None
+    base = REPO.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def top_level_imports(file: Path, package: str) -> set[str]:
+    """Modules a file imports when it is loaded: module-level imports, not those inside
+    functions (run later, if ever) or under ``if TYPE_CHECKING``."""
+    found: set[str] = set()
+    for node in ast.parse(file.read_text()).body:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names}  # submodules
     return found
 
 
+@functools.cache
 def imported_files(stage: str) -> list[str]:
-    return imported_by_stage()[stage]
+    """The project modules ``mtlflow <stage>`` loads: the CLI, then the stage's module (which
+    the stage table imports by name), and everything they import, with parent packages."""
+    todo = ["pipelines.cli", f"pipelines.stages.{stage}"]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        parents = [".".join(name.split(".")[:k]) for k in range(1, name.count(".") + 1)]
+        for module in [*parents, name]:
+            file = module_file(module)
+            if module in seen or file is None:
+                continue
+            seen.add(module)
+            package = module if file.name == "__init__.py" else module.rpartition(".")[0]
+            todo.extend(top_level_imports(file, package))
+    return sorted(str(module_file(m).relative_to(REPO)) for m in seen)  # type: ignore[union-attr]
 
 
 def covered(file: str, deps: list[str]) -> bool:

@@ -7,7 +7,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export GIT_PYTHON_REFRESH ?= quiet
 
-.PHONY: setup run test lint ui clean example
+.PHONY: setup run test test-quick lint ui clean example
 
 setup: $(BIN)/.installed
 
@@ -29,6 +29,10 @@ example: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# the quick layer: everything but the end-to-end tests marked slow
+test-quick: setup
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check mtl_models pipelines tests benchmarks

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+import inspect
+from typing import Any
+
+from pydantic import ConfigDict, Field, model_validator
 
 from mtl_models.nn.backbones import BACKBONES
 from pipelines.config._base import Section
 
 
 class BackboneConfig(Section):
+    """The backbone by name, its width and depth, and any other argument the named
+    backbone's ``__init__`` takes (e.g. ``pool_size`` of ``cnn``), passed on as given."""
+
+    # any other key is the named backbone's own argument, checked against its signature
+    model_config = ConfigDict(extra="allow", frozen=True)
     # auto: cnn for one image input, cnn1d for one signal, mlp for features, fusion for several
     name: str = "auto"
     width: int = Field(32, ge=1)
@@ -16,9 +24,26 @@ class BackboneConfig(Section):
 
     @model_validator(mode="after")
     def _known(self) -> BackboneConfig:
-        if self.name != "auto":
-            BACKBONES.get(self.name)  # raises, listing the available backbones
+        extra = sorted(self.model_extra or {})
+        if self.name == "auto":
+            if extra:
+                raise ValueError(
+                    f"backbone arguments {extra} need a named backbone, not 'auto'; "
+                    f"name one of {BACKBONES.names()}"
+                )
+            return self
+        cls = BACKBONES.get(self.name)  # raises, listing the available backbones
+        takes = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        unknown = [key for key in extra if key not in takes]
+        if unknown:
+            raise ValueError(
+                f"backbone '{self.name}' takes no {unknown}; it takes {sorted(takes)}"
+            )
         return self
+
+    def args(self) -> dict[str, Any]:
+        """What reaches the backbone: width, depth and the named backbone's own arguments."""
+        return {"width": self.width, "depth": self.depth, **(self.model_extra or {})}
 
 
 class ModelConfig(Section):

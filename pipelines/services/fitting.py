@@ -53,7 +53,7 @@ def model_spec(params: Params, tasks: list[TaskSpec], inputs: Sequence[InputSpec
     return ModelSpec(
         tasks=tuple(tasks),
         backbone=m.backbone.name,
-        backbone_args={"width": m.backbone.width, "depth": m.backbone.depth},
+        backbone_args=m.backbone.args(),
         shared_depth=m.shared_depth,
         head_hidden=m.head_hidden,
         dropout=m.dropout,

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.config import apply_overrides, load_params, parse_params
+from pipelines.config import apply_overrides, load_params, params_dict, parse_params
 from pipelines.errors import ConfigError
 from tests.conftest import REPO
 
@@ -323,3 +323,23 @@ def test_alternating_schedule_refuses_gradient_methods():
 def test_speed_and_data_switches_are_validated(override, message):
     with pytest.raises(ConfigError, match=message):
         load_params(REPO / "params.yaml", [override])
+
+
+def test_a_named_backbone_takes_its_own_arguments_and_refuses_others(project):
+    """Every argument of the named backbone reaches it (not only width and depth)."""
+    from mtl_models.nn.model import build_model
+    from pipelines.services.fitting import model_spec
+
+    params, _ = project
+    raw = params_dict(params)
+    raw["model"]["backbone"] |= {"name": "cnn", "pool_size": 2}
+    spec = model_spec(parse_params(raw), params.task_specs(), [])
+    assert spec.backbone_args == {"width": 8, "depth": 2, "pool_size": 2}
+    assert build_model(spec).pool[0].output_size == 2
+
+    raw["model"]["backbone"] |= {"poolsize": 2}
+    with pytest.raises(ConfigError, match=r"backbone 'cnn' takes no \['poolsize'\]"):
+        parse_params(raw)
+    raw["model"]["backbone"] = {"name": "auto", "pool_size": 2}
+    with pytest.raises(ConfigError, match="need a named backbone, not 'auto'"):
+        parse_params(raw)

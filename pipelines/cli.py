@@ -58,11 +58,7 @@ def _run_stages(names: tuple[str, ...], params_file: Path, overrides: list[str] 
         overridden = frozenset(override_keys(overrides or []))
         paths = ProjectPaths(Path.cwd())
         for name in names:
-            entry = stage(name)
-            if entry.takes_overrides:
-                entry.run(params, paths, overridden)
-            else:
-                entry.run(params, paths)
+            stage(name).call(params, paths, overridden)
     except MtlflowError as exc:
         raise _fail(exc) from None
 

@@ -36,6 +36,12 @@ class Stage:
         globals()[self.name] = function
         return function
 
+    def call(self, params: Any, paths: Any, overridden: frozenset[str] = frozenset()) -> Any:
+        """Run the stage; the ``--set`` keys reach the stages that apply tuned values."""
+        if self.takes_overrides:
+            return self.run(params, paths, overridden)
+        return self.run(params, paths)
+
 
 STAGES: tuple[Stage, ...] = (
     Stage(

@@ -28,13 +28,9 @@ class Stage:
 
     @property
     def run(self) -> Callable[..., Any]:
-        """The stage function, ``pipelines/stages/<name>.py``'s ``<name>`` (imported on first
-        use, so the CLI starts without loading torch, MLflow and Optuna)."""
-        function = getattr(importlib.import_module(f"{__name__}.{self.name}"), self.name)
-        # importing the submodule bound the package attribute to the module: bind it to the
-        # function, as `from pipelines.stages.train import train` would
-        globals()[self.name] = function
-        return function
+        """The stage function, ``<name>`` of ``pipelines/stages/_<name>.py`` (imported on
+        first use, so the CLI starts without loading torch, MLflow and Optuna)."""
+        return getattr(importlib.import_module(f"{__name__}._{self.name}"), self.name)
 
     def call(self, params: Any, paths: Any, overridden: frozenset[str] = frozenset()) -> Any:
         """Run the stage; the ``--set`` keys reach the stages that apply tuned values."""

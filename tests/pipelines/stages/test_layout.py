@@ -56,7 +56,7 @@ def top_level_imports(file: Path, package: str) -> set[str]:
 def imported_files(stage: str) -> list[str]:
     """The project modules ``mtlflow <stage>`` loads: the CLI, then the stage's module (which
     the stage table imports by name), and everything they import, with parent packages."""
-    todo = ["pipelines.cli", f"pipelines.stages.{stage}"]
+    todo = ["pipelines.cli", f"pipelines.stages._{stage}"]
     seen: set[str] = set()
     while todo:
         name = todo.pop()
@@ -86,7 +86,7 @@ def test_a_module_missing_from_the_deps_is_found():
     """The check above can fail: a stage whose deps list only its own module misses the rest."""
     files = imported_files("split")
     assert "pipelines/data/splits.py" in files
-    assert not all(covered(f, ["pipelines/stages/split.py"]) for f in files)
+    assert not all(covered(f, ["pipelines/stages/_split.py"]) for f in files)
 
 
 def test_dvc_repro_runs_the_pipeline_stages_in_table_order():

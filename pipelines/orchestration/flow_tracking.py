@@ -1,15 +1,14 @@
 """MLflow side of a Prefect flow run: one MLflow run per flow run, as under ``mlflow run``.
 
 The flow opens the run with tags naming the Prefect flow run and the split's ``dvc.lock``
-hash. ``train`` logs into it and ``tune`` nests its run under it (both through
-``MLFLOW_RUN_ID``, the variable ``mlflow run`` sets), so every MLflow run a flow run makes
-is this run or one of its descendants; those get the same tags when the flow ends.
+hash. ``train`` logs into it and ``tune`` and ``baselines`` nest their runs under it (the
+stages take its id as ``project_run``), so every MLflow run a flow run makes is this run or
+one of its descendants; those get the same tags when the flow ends.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -100,22 +99,6 @@ def flow_run_in_mlflow(
             for key, value in tags.items():
                 client.set_tag(child, key, value)
         client.set_terminated(run_id, status)
-
-
-@contextmanager
-def project_run(run_id: str) -> Iterator[None]:
-    """Stages see ``run_id`` as the project's run, as under ``mlflow run`` (which sets
-    ``MLFLOW_RUN_ID``): ``train`` logs into it, and ``tune`` and ``baselines`` nest their runs
-    (and those their trials) under it, in its experiment. The variable is restored afterwards."""
-    previous = os.environ.get("MLFLOW_RUN_ID")
-    os.environ["MLFLOW_RUN_ID"] = run_id
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("MLFLOW_RUN_ID", None)
-        else:
-            os.environ["MLFLOW_RUN_ID"] = previous
 
 
 def model_version_url(name: str, version: int | str, ui: str) -> str:

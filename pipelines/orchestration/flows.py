@@ -17,7 +17,6 @@ Each flow run:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -55,12 +54,6 @@ class FlowContext:
     mlflow_run_id: str
     # keys the flow run overrides: they win over tuned values (reports/best_params.yaml)
     overridden: frozenset[str] = frozenset()
-
-    def project_run(self) -> AbstractContextManager[None]:
-        """The flow's MLflow run as the stages' project run (see ``flow_tracking``)."""
-        from pipelines.orchestration.flow_tracking import project_run
-
-        return project_run(self.mlflow_run_id)
 
 
 def override_strings(overrides: Mapping[str, Any]) -> list[str]:
@@ -120,24 +113,23 @@ def reproduce(stage: str, root: str) -> None:
 def tune_stage(ctx: FlowContext) -> dict[str, Any]:
     from pipelines import stages
 
-    with ctx.project_run():  # the tune run nests under the flow's run
-        return stages.tune(ctx.params, ctx.paths)
+    # the tune run nests under the flow's run
+    return stages.tune(ctx.params, ctx.paths, project_run=ctx.mlflow_run_id)
 
 
 @task(name="baselines", task_run_name="baselines", cache_policy=NO_CACHE)
 def baselines_stage(ctx: FlowContext) -> dict[str, Any]:
     from pipelines import stages
 
-    with ctx.project_run():
-        return stages.baselines(ctx.params, ctx.paths, ctx.overridden)
+    return stages.baselines(ctx.params, ctx.paths, ctx.overridden, ctx.mlflow_run_id)
 
 
 @task(name="train", task_run_name="train", cache_policy=NO_CACHE)
 def train_stage(ctx: FlowContext) -> dict[str, Any]:
     from pipelines import stages
 
-    with ctx.project_run():  # train logs into the flow's run
-        return stages.train(ctx.params, ctx.paths, ctx.overridden)
+    # train logs into the flow's run
+    return stages.train(ctx.params, ctx.paths, ctx.overridden, ctx.mlflow_run_id)
 
 
 @task(name="evaluate", task_run_name="evaluate", cache_policy=NO_CACHE)

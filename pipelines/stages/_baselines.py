@@ -25,7 +25,10 @@ from pipelines.services.scoring import score_split
 
 
 def baselines(
-    params: Params, paths: ProjectPaths, overridden: Collection[str] = ()
+    params: Params,
+    paths: ProjectPaths,
+    overridden: Collection[str] = (),
+    project_run: str | None = None,
 ) -> dict[str, Any]:
     """Train a single-task model per task and write ``reports/baselines.json``.
 
@@ -55,7 +58,9 @@ def baselines(
 
     digest = split_digest(paths)
     results: dict[str, dict[str, Any]] = {}
-    with tracking.training_run(params, paths.root, run_name="baselines", join=False) as parent:
+    with tracking.training_run(
+        params, paths.root, "baselines", join=False, project_run=project_run
+    ) as parent:
         mlflow.set_tags({"mtlflow.stage": "baselines", "data.split_sha256": digest})
         if tuned is not None:
             mlflow.set_tags({"optuna.study": tuned["study"], "optuna.trial": tuned["trial"]})

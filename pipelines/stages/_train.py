@@ -30,10 +30,14 @@ EXAMPLE_ROWS = 2  # validation rows logged as the model's input example
 
 
 def train(
-    params: Params, paths: ProjectPaths, overridden: Collection[str] = ()
+    params: Params,
+    paths: ProjectPaths,
+    overridden: Collection[str] = (),
+    project_run: str | None = None,
 ) -> dict[str, object]:
-    """Train, write ``models/`` and log everything to one MLflow run; returns ``run.json``.
-    Tuned values (``reports/best_params.yaml``) apply, except on the ``overridden`` keys.
+    """Train, write ``models/`` and log everything to one MLflow run (``project_run``, a flow
+    run's, when given); returns ``run.json``. Tuned values (``reports/best_params.yaml``)
+    apply, except on the ``overridden`` keys.
 
     Under ``torchrun`` every process trains its shard of each batch (DDP) and only rank 0
     logs and writes; the others return an empty dict."""
@@ -43,11 +47,15 @@ def train(
             params = overlay(params, {"train.affinity.enabled": False}, source="DDP")
             if shard.rank == 0:
                 print("train: no task affinity under DDP (it steps the model outside DDP)")
-        return _train(params, tuned, paths, shard)
+        return _train(params, tuned, paths, shard, project_run)
 
 
 def _train(
-    params: Params, tuned: dict[str, Any] | None, paths: ProjectPaths, shard: Shard
+    params: Params,
+    tuned: dict[str, Any] | None,
+    paths: ProjectPaths,
+    shard: Shard,
+    project_run: str | None,
 ) -> dict[str, object]:
     tasks = params.task_specs()
     train_data = load_split(paths, "train", tasks)
@@ -59,7 +67,7 @@ def _train(
         return {}
     print(policy.describe())
 
-    with tracking.training_run(params, paths.root, run_name="train") as run:
+    with tracking.training_run(params, paths.root, "train", project_run=project_run) as run:
         mlflow.set_tags({"mtlflow.stage": "train", "data.split_sha256": split_digest(paths)})
         if tuned is not None:
             mlflow.set_tags({"optuna.study": tuned["study"], "optuna.trial": tuned["trial"]})

@@ -31,8 +31,9 @@ from pipelines.services.study import (
 from pipelines.services.trials import Objective, StopOnFailures, TrialConfigError, TrialPrinter
 
 
-def tune(params: Params, paths: ProjectPaths) -> dict[str, Any]:
-    """Run the study until it holds ``tune.n_trials`` finished trials; write the best params."""
+def tune(params: Params, paths: ProjectPaths, project_run: str | None = None) -> dict[str, Any]:
+    """Run the study until it holds ``tune.n_trials`` finished trials; write the best params.
+    The tune run nests under ``project_run`` (a flow run's) when given."""
     cfg = params.tune
     if not cfg.enabled or not cfg.search_space:
         reason = "tune.enabled is false" if not cfg.enabled else "tune.search_space is empty"
@@ -65,7 +66,7 @@ def tune(params: Params, paths: ProjectPaths) -> dict[str, Any]:
         f"{max(remaining, 0)} to run ({cfg.epochs} epochs each, pruner {cfg.pruner.name}"
         f"{', off for per-task objectives' if multi and cfg.pruner.name != 'none' else ''})"
     )
-    with tracking.training_run(params, paths.root, run_name="tune", join=False):
+    with tracking.training_run(params, paths.root, "tune", join=False, project_run=project_run):
         mlflow.set_tags(
             {
                 "mtlflow.stage": "tune",

@@ -81,20 +81,29 @@ def git_commit(root: Path) -> str | None:
 
 
 @contextmanager
-def training_run(params: Params, root: Path, run_name: str, join: bool = True) -> Iterator[Run]:
-    """Start the run a stage logs to. Under ``mlflow run`` the project's run already exists:
-    ``join`` logs into it; otherwise the stage's run is nested under it (``tune``, whose
-    trials' params differ from the final ones)."""
+def training_run(
+    params: Params,
+    root: Path,
+    run_name: str,
+    join: bool = True,
+    project_run: str | None = None,
+) -> Iterator[Run]:
+    """Start the run a stage logs to. A project run may already exist: the one a Prefect
+    flow run opened (``project_run``), or under ``mlflow run`` the one MLflow made
+    (``MLFLOW_RUN_ID``). ``join`` logs into it; otherwise the stage's run is nested under it
+    (``tune``, whose trials' params differ from the final ones)."""
     configure(params)
     with ExitStack() as stack:
-        project_run = os.environ.get("MLFLOW_RUN_ID")
-        if project_run and join:
-            run = stack.enter_context(mlflow.start_run())  # takes the run id from the env
-        elif project_run:
-            # mlflow.start_run() would take (and unset) MLFLOW_RUN_ID: keep it for the next
-            # stage, and nest this stage's run under the project's run.
+        from_env = os.environ.get("MLFLOW_RUN_ID")
+        project_run = project_run or from_env
+        if from_env:
+            # mlflow.start_run() takes (and unsets) MLFLOW_RUN_ID whatever it is asked:
+            # keep it for the next stage of `mlflow run`, and say which run to use here
             del os.environ["MLFLOW_RUN_ID"]
-            stack.callback(os.environ.__setitem__, "MLFLOW_RUN_ID", project_run)
+            stack.callback(os.environ.__setitem__, "MLFLOW_RUN_ID", from_env)
+        if project_run and join:
+            run = stack.enter_context(mlflow.start_run(run_id=project_run))
+        elif project_run:
             parent = mlflow.MlflowClient().get_run(project_run)
             run = stack.enter_context(
                 mlflow.start_run(

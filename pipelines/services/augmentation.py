@@ -82,3 +82,29 @@ def write_augmentation_report(
     rows = preview_rows(policy, images, labels.astype(np.float32), n_rows)
     plots.save(plots.augmentation_preview(rows, tasks), preview)
     return report, preview
+
+
+def log_augmentation(
+    params: Params,
+    policy: ResolvedPolicy,
+    tasks: list[TaskSpec],
+    train_data: tuple[dict[str, np.ndarray], np.ndarray],
+    paths: ProjectPaths,
+) -> None:
+    """Write the policy's report and preview of the training samples; log both, and how many
+    transforms were kept and excluded, to the active MLflow run."""
+    import mlflow
+
+    inputs, labels = train_data
+    report, preview = write_augmentation_report(
+        policy,
+        tasks,
+        inputs.get(augmented_input(params) or ""),
+        labels,
+        paths,
+        params.augment.preview_samples,
+    )
+    mlflow.log_artifact(str(report))
+    if preview is not None:
+        mlflow.log_artifact(str(preview), artifact_path="plots")
+    mlflow.log_metrics({"augment/kept": len(policy.kept), "augment/excluded": len(policy.excluded)})

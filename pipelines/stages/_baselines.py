@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection
 from typing import Any
 
@@ -14,14 +13,12 @@ import mlflow
 import numpy as np
 
 from pipelines import tracking
-from pipelines.config import Params, params_dict
-from pipelines.data.splits import load_input_specs, load_split, split_digest
+from pipelines.config import Params
+from pipelines.data.splits import SPLITS, load_input_specs, load_split, split_digest
 from pipelines.files import ProjectPaths, write_json
 from pipelines.services.augmentation import resolve_augmentation
-from pipelines.services.baselines import single_task_params
+from pipelines.services.baselines import fit_single_task, single_task_params
 from pipelines.services.best_params import apply_best_params
-from pipelines.services.fitting import fit
-from pipelines.services.scoring import score_split
 
 
 def baselines(
@@ -47,9 +44,7 @@ def baselines(
 
     params, tuned = apply_best_params(params, paths, overridden)
     tasks = params.task_specs()
-    train_inputs, train_labels = load_split(paths, "train", tasks)
-    val_inputs, val_labels = load_split(paths, "val", tasks)
-    test_inputs, test_labels = load_split(paths, "test", tasks)
+    splits = {name: load_split(paths, name, tasks) for name in SPLITS}
     input_specs = load_input_specs(paths)
     # every task's params and augmentation resolve before the first model trains
     singles = {t.name: single_task_params(params, t.name) for t in tasks}
@@ -66,57 +61,19 @@ def baselines(
             mlflow.set_tags({"optuna.study": tuned["study"], "optuna.trial": tuned["trial"]})
         for t, task in enumerate(tasks):
             single, policy = singles[task.name], policies[task.name]
-            column = [t]
             dropped = [d.name for d in policy.excluded if d.name not in shared_excluded]
             without = f"; without {', '.join(dropped)} (moves its label)" if dropped else ""
             print(
                 f"baselines: [{t + 1}/{len(tasks)}] {task.name} alone, "
                 f"{single.train.epochs} epochs{without}"
             )
-            start = time.perf_counter()
-            with mlflow.start_run(
-                run_name=f"baseline-{task.name}",
-                nested=True,
-                experiment_id=parent.info.experiment_id,  # not whatever experiment is active
-            ) as run:
-                mlflow.set_tags({"mtlflow.stage": "baseline", "mtlflow.task": task.name})
-                mlflow.log_params(tracking.flatten(params_dict(single)))
-                fitted = fit(
-                    single,
-                    (train_inputs, train_labels[:, column]),
-                    (val_inputs, val_labels[:, column]),
-                    policy,
-                    callbacks=[tracking.EpochPrinter(), tracking.MlflowEpochLogger()],
-                    input_specs=input_specs,
-                )
-                _, per_task = score_split(
-                    fitted.model,
-                    test_inputs,
-                    test_labels[:, column],
-                    train_labels[:, column],
-                    fitted.tasks,
-                )
-                scored = per_task[task.name]
-                mlflow.log_metrics(
-                    tracking.task_metric_values("test", per_task)
-                    | {
-                        "best_epoch": fitted.result.best_epoch,
-                        "best_val_score": fitted.result.best_score,
-                    }
-                )
-            results[task.name] = {
-                "metric": task.primary_metric,
-                "score": scored["score"],
-                "best_epoch": fitted.result.best_epoch,
-                "best_val_score": fitted.result.best_score,
-                "seconds": round(time.perf_counter() - start, 1),
-                "excluded_transforms": [d.name for d in policy.excluded],
-                "run_id": run.info.run_id,
-                "test": scored,
-            }
+            results[task.name] = fit_single_task(
+                single, t, splits, policy, input_specs, parent.info.experiment_id
+            )
+            done = results[task.name]
             print(
-                f"baselines: {task.name} test {task.primary_metric} {scored['score']:.4f} "
-                f"(best val epoch {fitted.result.best_epoch}, {results[task.name]['seconds']}s)"
+                f"baselines: {task.name} test {task.primary_metric} {done['score']:.4f} "
+                f"(best val epoch {done['best_epoch']}, {done['seconds']}s)"
             )
         mlflow.log_metrics(
             {f"baseline/{name}/score": r["score"] for name, r in results.items()}

@@ -16,11 +16,7 @@ from pipelines.data.splits import load_input_specs, load_split, split_digest
 from pipelines.files import ProjectPaths, atomic_dir, write_json
 from pipelines.services import plots
 from pipelines.services.affinity import write_affinity_report
-from pipelines.services.augmentation import (
-    augmented_input,
-    resolve_augmentation,
-    write_augmentation_report,
-)
+from pipelines.services.augmentation import log_augmentation, resolve_augmentation
 from pipelines.services.best_params import apply_best_params
 from pipelines.services.distributed import device_for, process_group
 from pipelines.services.fitting import fit
@@ -74,24 +70,11 @@ def _train(
             mlflow.log_artifact(str(paths.best_params))
         tracking.log_split_dataset(paths.splits_dir / "train.csv", "training")
         tracking.log_split_dataset(paths.splits_dir / "val.csv", "validation")
-        (train_inputs, train_labels), n_val = train_data, len(val_data[1])
-        report, preview = write_augmentation_report(
-            policy,
-            tasks,
-            train_inputs.get(augmented_input(params) or ""),
-            train_labels,
-            paths,
-            params.augment.preview_samples,
-        )
-        mlflow.log_artifact(str(report))
-        if preview is not None:
-            mlflow.log_artifact(str(preview), artifact_path="plots")
-        mlflow.log_metrics(
-            {"augment/kept": len(policy.kept), "augment/excluded": len(policy.excluded)}
-        )
+        log_augmentation(params, policy, tasks, train_data, paths)
         ddp = f" x {shard.world_size} processes (DDP)" if shard.world_size > 1 else ""
         print(
-            f"train: {len(train_labels)} train / {n_val} val samples, {len(tasks)} tasks, "
+            f"train: {len(train_data[1])} train / {len(val_data[1])} val samples, "
+            f"{len(tasks)} tasks, "
             f"weighting {params.train.weighting.method}, device {device_for(params, shard)}"
             f"{ddp}, MLflow run {run.info.run_id}"
         )

@@ -123,7 +123,7 @@ def fit(
         device=device,
         majority=majority_labels(train_labels, tasks),
         callbacks=callbacks,
-        affinity_every=cfg.affinity.every if measures_affinity(params) else None,
+        affinity_every=cfg.affinity.every if affinity_note(params) is None else None,
         affinity_lr=cfg.affinity.lr,
         affinity_samples=cfg.affinity.samples,
         acceleration=Acceleration.for_device(
@@ -158,7 +158,3 @@ def affinity_note(params: Params) -> str | None:
         shares_blocks=params.model.shared_depth != 0,
         joint_batches=params.train.schedule == "joint",
     )
-
-
-def measures_affinity(params: Params) -> bool:
-    return affinity_note(params) is None

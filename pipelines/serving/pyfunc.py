@@ -96,13 +96,13 @@ class MultiTaskPyfunc(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
 
 
-def example_request(spec: ModelSpec, paths: Any, rows: int = 2) -> pd.DataFrame:
-    """The first validation rows as a raw request: the logged model's input example."""
-    from pipelines.data.splits import load_split
-
-    inputs, _ = load_split(paths, "val", list(spec.tasks))
-    table = pd.read_csv(paths.splits_dir / "val.csv", dtype=str, nrows=rows)
-    return raw_request(spec, inputs, table)
+def example_request(
+    spec: ModelSpec, inputs: dict[str, np.ndarray], table_csv: Path, rows: int = 2
+) -> pd.DataFrame:
+    """The first ``rows`` of a split as a client sends them (the logged model's input
+    example), from the split's arrays already in memory and its table rows."""
+    table = pd.read_csv(table_csv, dtype=str, nrows=rows)
+    return raw_request(spec, {name: array[:rows] for name, array in inputs.items()}, table)
 
 
 def signature_for(predictor: Predictor, example: pd.DataFrame) -> ModelSignature:

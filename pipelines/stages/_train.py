@@ -6,7 +6,6 @@ from collections.abc import Collection
 from typing import Any
 
 import mlflow
-import pandas as pd
 
 from mtl_models.nn.checkpoint import save_checkpoint
 from mtl_models.train.loaders import Shard
@@ -20,9 +19,7 @@ from pipelines.services.augmentation import log_augmentation, resolve_augmentati
 from pipelines.services.best_params import apply_best_params
 from pipelines.services.distributed import device_for, process_group
 from pipelines.services.fitting import fit
-from pipelines.serving import log_pyfunc_model, raw_request
-
-EXAMPLE_ROWS = 2  # validation rows logged as the model's input example
+from pipelines.serving import example_request, log_pyfunc_model
 
 
 def train(
@@ -94,11 +91,8 @@ def _train(
             mlflow.log_artifact(str(paths.affinity_file))
             mlflow.log_artifact(str(paths.plots_dir / "affinity.png"), artifact_path="plots")
 
-        # the input example: the first validation rows, already in memory, as a client sends them
-        rows = pd.read_csv(paths.splits_dir / "val.csv", dtype=str, nrows=EXAMPLE_ROWS)
-        example = raw_request(
-            fitted.spec, {k: v[:EXAMPLE_ROWS] for k, v in val_data[0].items()}, rows
-        )
+        # the input example: the first validation rows, from the arrays already in memory
+        example = example_request(fitted.spec, val_data[0], paths.splits_dir / "val.csv")
         with atomic_dir(paths.models_dir) as scratch:
             save_checkpoint(fitted.model.cpu(), fitted.spec, scratch)
             info = log_pyfunc_model(scratch, example)

@@ -35,21 +35,27 @@ class Registry(Generic[T]):
         return cls
 
     def get(self, name: str) -> type[T]:
+        """The class registered as ``name``; a family registered as ``"<family>/"`` answers
+        every ``<family>/<member>`` name."""
+        family = name.partition("/")[0] + "/" if "/" in name else None
         try:
-            return self._items[name]
+            return self._items[family if family in self._items else name]
         except KeyError:
-            available = ", ".join(sorted(self._items)) or "none"
+            available = ", ".join(self.names()) or "none"
             raise UnknownNameError(
                 f"unknown {self.kind} '{name}'; available: {available}"
             ) from None
 
     def names(self) -> list[str]:
-        return sorted(self._items)
+        """Registered names; a family shows as ``<family>/<name>``."""
+        return sorted(n + "<name>" if n.endswith("/") else n for n in self._items)
 
     def items(self) -> Iterator[tuple[str, type[T]]]:
         return iter(sorted(self._items.items()))
 
     def __contains__(self, name: object) -> bool:
+        if isinstance(name, str) and "/" in name:
+            return name.partition("/")[0] + "/" in self._items
         return name in self._items
 
     def __repr__(self) -> str:

@@ -110,6 +110,33 @@ def summary(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) 
         print(f"  then browse {tracking.run_url(cfg, run_info['run_id'])}")
 
 
+@app.command("export-backbone")
+def export_backbone(
+    out: Annotated[
+        Path, typer.Option("--out", help="the weights file to write (.safetensors)")
+    ] = Path("models/backbone.safetensors"),
+    model: Annotated[Path, typer.Option("--model", help="the folder train wrote")] = Path("models"),
+) -> None:
+    """Write the trained shared trunk as a weights file that another project's
+    model.backbone.weights starts from (README "Pretrained backbones")."""
+    from mtl_models.nn.checkpoint import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
+    from mtl_models.nn.weights import WeightsError, export_backbone, sha256_of
+
+    if out.suffix != ".safetensors":
+        raise _fail(MtlflowError(f"--out {out}: expected a .safetensors file"))
+    if not (model / WEIGHTS_FILE).is_file() or not (model / SPEC_FILE).is_file():
+        raise _fail(
+            MtlflowError(f"{model}: no {WEIGHTS_FILE} and {SPEC_FILE}; run `mtlflow train` first")
+        )
+    trained, spec = load_checkpoint(model / WEIGHTS_FILE, model / SPEC_FILE)
+    try:
+        count = export_backbone(trained, spec, out)
+    except WeightsError as exc:
+        raise _fail(MtlflowError(str(exc))) from None
+    print(f"export-backbone: {count} tensors of {spec.backbone}'s trunk -> {out}")
+    print(f"  model.backbone: {{name: {spec.backbone}, weights: {out}, sha256: {sha256_of(out)}}}")
+
+
 @app.command()
 def deploy(
     name: Annotated[

@@ -21,7 +21,9 @@ class ModelSpec:
     tasks: tuple[TaskSpec, ...]
     backbone: str = "cnn"
     backbone_args: dict[str, Any] = field(default_factory=dict)
-    shared_depth: int | None = None  # None: every backbone block is shared
+    # None: every backbone block is shared; an int counts stages, a string names the block
+    # where the task branches begin (e.g. ``features.11``)
+    shared_depth: int | str | None = None
     head_hidden: int = 64
     dropout: float = 0.0
     image_size: int = 64
@@ -58,15 +60,16 @@ class MultiTaskModel(nn.Module):
     (images ``[B, C, H, W]`` in [0, 1], signals ``[B, C, L]``, features ``[B, F]``) or a
     dict of them by input name for several (a fusion backbone).
 
-    The first ``shared_depth`` backbone blocks are shared by all tasks (the split point); each
-    task gets its own copy of the remaining blocks, then its head.
+    The backbone blocks before the split point (``shared_depth``: a stage count or the name
+    of the block where the branches begin) are shared by all tasks; each task gets its own
+    copy of the remaining blocks, then its head.
     """
 
     def __init__(
         self,
         tasks: tuple[TaskSpec, ...] | list[TaskSpec],
         backbone: Backbone,
-        shared_depth: int | None = None,
+        shared_depth: int | str | None = None,
         head_hidden: int = 64,
         dropout: float = 0.0,
     ):
@@ -74,23 +77,27 @@ class MultiTaskModel(nn.Module):
         if not tasks:
             raise ValueError("a multi-task model needs at least one task")
         names = [t.name for t in tasks]
-        if len(set(names)) != len(names):
-            raise ValueError(f"task names must be unique, got {names}")
-        depth = backbone.depth
-        shared_depth = depth if shared_depth is None else shared_depth
-        if not 0 <= shared_depth <= depth:
-            raise ValueError(f"shared_depth must be in 0..{depth}, got {shared_depth}")
+        if len({_key(n) for n in names}) != len(names):
+            raise ValueError(
+                f"task names must be unique (a name and its name_ collide), got {names}"
+            )
+        shared = backbone.split_index(shared_depth)
+        depth = len(backbone.block_names())
         self.tasks = tuple(tasks)
-        self.shared_depth = shared_depth
-        self.trunk = nn.Sequential(*backbone.build_blocks()[:shared_depth])
+        self.shared_depth = shared  # blocks in the trunk
+        self.block_names = backbone.block_names()
+        self.trunk = nn.Sequential(*backbone.blocks()[:shared])
         self.branches: nn.ModuleDict | None = None
-        if shared_depth < depth:
+        if shared < depth:
             self.branches = nn.ModuleDict(
-                {t.name: nn.Sequential(*backbone.build_blocks()[shared_depth:]) for t in tasks}
+                {_key(t.name): nn.Sequential(*backbone.blocks()[shared:]) for t in tasks}
             )
         self.pool = backbone.build_pool()
         self.heads = nn.ModuleDict(
-            {t.name: build_head(t, backbone.out_features, head_hidden, dropout) for t in tasks}
+            {
+                _key(t.name): build_head(t, backbone.out_features, head_hidden, dropout)
+                for t in tasks
+            }
         )
 
     @property
@@ -108,18 +115,24 @@ class MultiTaskModel(nn.Module):
         shared = self.trunk(inputs)
         if self.branches is None:
             features = self.pool(shared)  # computed once, read by every head
-            return {name: head(features) for name, head in self.heads.items()}, features
+            return {name: self.head(name)(features) for name in self.task_names}, features
         outputs = {
-            name: head(self.pool(self.branches[name](shared))) for name, head in self.heads.items()
+            name: self.head(name)(self.pool(self.branches[_key(name)](shared)))
+            for name in self.task_names
         }
         return outputs, shared
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        """Parameters every task's output depends on (the trunk before the split point)."""
-        return list(self.trunk.parameters())
+        """Trainable parameters every task's output depends on (the trunk before the split
+        point; frozen BatchNorm layers excluded)."""
+        return [p for p in self.trunk.parameters() if p.requires_grad]
+
+    def backbone_modules(self) -> list[nn.Module]:
+        """The backbone's part of the model (trunk and branches), heads excluded."""
+        return [self.trunk] + ([] if self.branches is None else [self.branches])
 
     def head(self, name: str) -> TaskHead:
-        head = self.heads[name]
+        head = self.heads[_key(name)]
         assert isinstance(head, TaskHead)
         return head
 
@@ -149,6 +162,13 @@ class MultiTaskModel(nn.Module):
         return {name: self.head(name).decode(out) for name, out in outputs.items()}
 
 
+def _key(task: str) -> str:
+    """The task's key in the model's module dicts: its name, unless that is an attribute
+    of ``nn.Module`` (a task called ``type`` or ``eval``), which gets a trailing ``_``
+    (task names ending in ``_`` are refused when they would collide)."""
+    return f"{task}_" if hasattr(nn.ModuleDict, task) else task
+
+
 def _reader(name: str, spec: InputSpec, args: dict[str, Any]) -> Backbone:
     """The backbone ``name`` (``auto``: the input kind's own) sized for one input."""
     name = spec.backbone if name == "auto" else name
@@ -158,7 +178,7 @@ def _reader(name: str, spec: InputSpec, args: dict[str, Any]) -> Backbone:
             f"backbone '{name}' cannot read input '{spec.name}' ({spec.kind}); "
             f"use '{spec.backbone}' or 'auto'"
         )
-    return cls(**spec.backbone_args(), **args)  # type: ignore[call-arg]
+    return cls.create(name, **spec.backbone_args(), **args)
 
 
 def build_backbone(spec: ModelSpec) -> Backbone:
@@ -175,8 +195,10 @@ def build_backbone(spec: ModelSpec) -> Backbone:
     return Fusion(encoders, **spec.backbone_args)
 
 
-def build_model(spec: ModelSpec) -> MultiTaskModel:
-    backbone = build_backbone(spec)
+def build_model(spec: ModelSpec, backbone: Backbone | None = None) -> MultiTaskModel:
+    """The model of ``spec``; ``backbone`` is one already built from it (e.g. given its
+    starting weights by ``mtl_models.nn.weights.load_initial_weights``)."""
+    backbone = backbone or build_backbone(spec)
     return MultiTaskModel(
         spec.tasks,
         backbone,

@@ -18,6 +18,8 @@ from mtl_models.metrics import summarize, task_metrics
 from mtl_models.nn.model import MultiTaskModel
 from mtl_models.train.acceleration import Acceleration
 from mtl_models.train.affinity import affinity_unavailable, lookahead_affinity
+from mtl_models.train.fine_tune import FineTune
+from mtl_models.train.fine_tune import scheduler as fine_tune_scheduler
 from mtl_models.train.loaders import Inputs, head_of, to_device
 from mtl_models.weighting import WeightingMethod, check_weighting
 
@@ -142,8 +144,11 @@ class Trainer:
         affinity_lr: float | None = None,
         affinity_samples: int | None = None,
         acceleration: Acceleration | None = None,
+        fine_tune: FineTune | None = None,
     ):
         acceleration = acceleration or Acceleration()
+        self.fine_tune = fine_tune = fine_tune or FineTune()
+        fine_tune.prepare(model)
         check_weighting(
             type(weighting),
             type(weighting).__name__,
@@ -174,13 +179,15 @@ class Trainer:
         self.min_delta = min_delta
         self.majority = majority
         self.callbacks = list(callbacks)
-        params = list(model.parameters()) + weighting.optimizer_parameters()
-        self.optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=epochs)
+        groups = fine_tune.param_groups(model, weighting.optimizer_parameters())
+        self.optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+        self.scheduler = fine_tune_scheduler(self.optimizer, fine_tune, epochs)
+        self._epoch = 0
 
     def train_epoch(self, loader: Iterable[Batch]) -> EpochStats:
         """One pass over ``loader``; statistics are accumulated on the device, read once."""
         self.model.train()
+        self.fine_tune.set_mode(self.model, self._epoch)
         weighting = self.weighting
         shared = self.model.shared_parameters() if weighting.needs_task_gradients else []
         n_tasks = len(self.model.tasks)
@@ -195,7 +202,7 @@ class Trainer:
             inputs = self.acceleration.layout(to_device(inputs, self.device))
             labels = labels.to(self.device, non_blocking=True)
             if self.affinity_every and self._step % self.affinity_every == 0:
-                lr = self.affinity_lr or self.optimizer.param_groups[0]["lr"]
+                lr = self.affinity_lr or self.optimizer.param_groups[-1]["lr"]
                 n = self.affinity_samples
                 z = lookahead_affinity(self.model, head_of(inputs, n), labels[:n], lr)
                 affinity_sum += torch.nan_to_num(z)
@@ -223,6 +230,7 @@ class Trainer:
             raise ValueError("the training loader yielded no batches")
         weighting.end_epoch()
         self.scheduler.step()
+        self._epoch += 1
         return EpochStats(
             loss=float(total) / steps,
             task_losses=(task_sum / steps).cpu(),

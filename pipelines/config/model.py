@@ -1,62 +1,106 @@
-"""``model``: backbone, split point and heads."""
+"""``model``: backbone, its starting weights, split point and heads."""
 
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 from pydantic import ConfigDict, Field, model_validator
 
-from mtl_models.nn.backbones import BACKBONES
+from mtl_models.nn.backbones import BACKBONES, ZooBackbone
 from pipelines.config._base import Section
+
+# what a zoo backbone takes instead of width and depth (its own size is its architecture's)
+_SMALL_ONLY = ("width", "depth")
 
 
 class BackboneConfig(Section):
-    """The backbone by name, its width and depth, and any other argument the named
-    backbone's ``__init__`` takes (e.g. ``pool_size`` of ``cnn``), passed on as given."""
+    """The backbone by name, its width and depth, any other argument the named backbone's
+    ``__init__`` takes (e.g. ``pool_size`` of ``cnn``, ``input_size`` of a zoo network), and
+    the weights it starts from."""
 
     # any other key is the named backbone's own argument, checked against its signature
     model_config = ConfigDict(extra="allow", frozen=True)
-    # auto: cnn for one image input, cnn1d for one signal, mlp for features, fusion for several
+    # auto: cnn for one image input, cnn1d for one signal, mlp for features, fusion for
+    # several; timm/<name> or torchvision/<name>: a network from that zoo
     name: str = "auto"
     width: int = Field(32, ge=1)
     depth: int = Field(4, ge=1, le=8)
+    pretrained: bool = Field(
+        False, description="start from the zoo's own weights (torchvision enum, timm hub tag)"
+    )
+    weights: Path | None = Field(
+        None, description="start from a local .safetensors/.pt/.pth file (relative: project)"
+    )
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
 
     @model_validator(mode="after")
     def _known(self) -> BackboneConfig:
         extra = sorted(self.model_extra or {})
+        if self.pretrained and self.weights is not None:
+            raise ValueError("pretrained and weights exclude each other; set one")
+        if self.sha256 is not None and self.weights is None:
+            raise ValueError("sha256 checks a weights file; set weights too")
+        if self.weights is not None and self.weights.suffix not in (".safetensors", ".pt", ".pth"):
+            raise ValueError(f"weights '{self.weights}': expected .safetensors, .pt or .pth")
         if self.name == "auto":
-            if extra:
+            if extra or self.pretrained or self.weights is not None:
                 raise ValueError(
-                    f"backbone arguments {extra} need a named backbone, not 'auto'; "
+                    "backbone arguments and weights need a named backbone, not 'auto'; "
                     f"name one of {BACKBONES.names()}"
                 )
             return self
         cls = BACKBONES.get(self.name)  # raises, listing the available backbones
-        takes = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        zoo = issubclass(cls, ZooBackbone)
+        if zoo and not self.name.partition("/")[2]:
+            raise ValueError(f"'{self.name}' names no model; e.g. {self.name}resnet18")
+        if zoo and (given := [k for k in _SMALL_ONLY if k in self.model_fields_set]):
+            raise ValueError(f"backbone '{self.name}' takes no {given}; its size is its own")
+        if self.pretrained and not zoo:
+            raise ValueError(
+                f"backbone '{self.name}' has no library weights; pretrained needs timm/<name> "
+                "or torchvision/<name> (or start it from a file with weights:)"
+            )
+        takes = set(inspect.signature(cls.__init__).parameters) - {"self", "model"}
         unknown = [key for key in extra if key not in takes]
         if unknown:
-            raise ValueError(
-                f"backbone '{self.name}' takes no {unknown}; it takes {sorted(takes)}"
-            )
+            raise ValueError(f"backbone '{self.name}' takes no {unknown}; it takes {sorted(takes)}")
         return self
 
+    @property
+    def zoo(self) -> bool:
+        return self.name != "auto" and issubclass(BACKBONES.get(self.name), ZooBackbone)
+
     def args(self) -> dict[str, Any]:
-        """What reaches the backbone: width, depth and the named backbone's own arguments."""
-        return {"width": self.width, "depth": self.depth, **(self.model_extra or {})}
+        """What reaches the backbone: width, depth (small backbones) and the named
+        backbone's own arguments."""
+        size = {} if self.zoo else {"width": self.width, "depth": self.depth}
+        return {**size, **(self.model_extra or {})}
 
 
 class ModelConfig(Section):
     backbone: BackboneConfig = BackboneConfig()
-    shared_depth: int | None = Field(None, ge=0, description="blocks shared by all tasks")
+    shared_depth: int | str | None = Field(
+        None,
+        description="stages shared by all tasks, or the module where the task branches begin "
+        "(e.g. features.11); null = all",
+    )
     head_hidden: int = Field(64, ge=0)
     dropout: float = Field(0.1, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _split_inside_backbone(self) -> ModelConfig:
-        if self.shared_depth is not None and self.shared_depth > self.backbone.depth:
+        split = self.shared_depth
+        if isinstance(split, int) and split < 0:
+            raise ValueError(f"shared_depth must be >= 0, got {split}")
+        if self.backbone.zoo:
+            return self  # checked against the network when it is built (fitting.preflight)
+        if isinstance(split, str):
             raise ValueError(
-                f"shared_depth {self.shared_depth} exceeds backbone.depth {self.backbone.depth}"
+                f"shared_depth '{split}' names a module; that needs a timm/ or torchvision/ "
+                "backbone (small backbones count blocks: an int)"
             )
+        if split is not None and split > self.backbone.depth:
+            raise ValueError(f"shared_depth {split} exceeds backbone.depth {self.backbone.depth}")
         return self
-

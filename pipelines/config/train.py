@@ -46,6 +46,20 @@ class AffinityConfig(Section):
     max_groups: int = Field(3, ge=1, description="task groups the grouping suggestion may use")
 
 
+class FineTuneConfig(Section):
+    """Fine-tuning the backbone (README "Pretrained backbones"); searchable by ``tune``."""
+
+    freeze_epochs: int = Field(
+        0, ge=0, description="first epochs in which the heads train alone"
+    )
+    backbone_lr_scale: float = Field(
+        1.0, gt=0, le=1, description="the backbone's learning rate as a fraction of train.lr"
+    )
+    freeze_batchnorm: bool = Field(
+        False, description="keep the backbone's BatchNorm statistics and weights as loaded"
+    )
+
+
 class TrainConfig(Section):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -65,6 +79,7 @@ class TrainConfig(Section):
     class_weighting: ClassWeighting = "none"
     focal_gamma: float = Field(0.0, ge=0, description="0 = plain cross-entropy")
     affinity: AffinityConfig = AffinityConfig()
+    fine_tune: FineTuneConfig = FineTuneConfig()
     # joint: every batch trains every task labelled in it; alternating: tasks take turns,
     # each batch drawn from the rows labelled for its task (README "Your own data")
     schedule: Literal["joint", "alternating"] = "joint"

@@ -3,9 +3,11 @@ every single-task baseline and the benchmarks share."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,15 +16,19 @@ from mtl_models.augment.policy import ResolvedPolicy
 from mtl_models.inputs import ImageInput, InputSpec
 from mtl_models.losses import ClassWeighting
 from mtl_models.metrics import majority_labels
-from mtl_models.nn.model import ModelSpec, MultiTaskModel, build_model
+from mtl_models.nn.backbones import BACKBONES, Backbone
+from mtl_models.nn.model import ModelSpec, MultiTaskModel, build_backbone, build_model
+from mtl_models.nn.weights import WeightsError, WeightsReport, load_initial_weights
 from mtl_models.tasks import TaskSpec, fit_task
 from mtl_models.train.acceleration import Acceleration
 from mtl_models.train.affinity import affinity_unavailable
+from mtl_models.train.fine_tune import FineTune
 from mtl_models.train.loaders import MultiTaskDataset, Shard, make_loader, make_schedule_loader
 from mtl_models.train.trainer import Callback, FitResult, Trainer
 from mtl_models.weighting import build_weighting
 from pipelines.config import Params
 from pipelines.data.splits import ArraysByInput
+from pipelines.errors import ConfigError
 from pipelines.services.augmentation import augmented_input
 from pipelines.services.distributed import device_for
 
@@ -50,10 +56,11 @@ def fit_task_specs(
 def model_spec(params: Params, tasks: list[TaskSpec], inputs: Sequence[InputSpec]) -> ModelSpec:
     m = params.model
     image = next((i for i in inputs if isinstance(i, ImageInput)), ImageInput("image"))
+    name, args = m.backbone.name, m.backbone.args()
     return ModelSpec(
         tasks=tuple(tasks),
-        backbone=m.backbone.name,
-        backbone_args=m.backbone.args(),
+        backbone=name,
+        backbone_args=args if name == "auto" else BACKBONES.get(name).recorded_args(name, args),
         shared_depth=m.shared_depth,
         head_hidden=m.head_hidden,
         dropout=m.dropout,
@@ -94,7 +101,8 @@ def fit(
     per_class = {name: params.class_weighting(name) for name in params.tasks}
     tasks = fit_task_specs(params.task_specs(), train_labels, per_class)
     spec = model_spec(params, tasks, input_specs or _image_specs(train_inputs))
-    model = build_model(spec)
+    backbone, _ = starting_backbone(params, spec)
+    model = build_model(spec, backbone)
     weighting = build_weighting(
         cfg.weighting.method, [t.name for t in tasks], **cfg.weighting_kwargs()
     )
@@ -134,9 +142,61 @@ def fit(
             images=augmented_input(params) is not None,
             data_parallel=shard.world_size > 1,
         ),
+        fine_tune=FineTune(**cfg.fine_tune.model_dump()),
     )
     result = trainer.fit(train_loader, val_loader)
     return Fitted(model=model, spec=spec, result=result, tasks=tasks, device=device)
+
+
+# starting weights already read in this process (each tuning trial builds a fresh model)
+_STARTS: dict[tuple[str, ...], tuple[Mapping[str, torch.Tensor] | None, WeightsReport | None]] = {}
+
+
+def starting_backbone(params: Params, spec: ModelSpec) -> tuple[Backbone, WeightsReport | None]:
+    """The backbone of ``spec`` with the weights ``model.backbone`` starts it from (the
+    zoo's own, or a file's; a relative file is the project's); read once per process.
+    Raises ``ConfigError`` naming the key."""
+    cfg = params.model.backbone
+    try:
+        backbone = build_backbone(spec)
+        backbone.split_index(spec.shared_depth)
+    except ValueError as exc:
+        key = (
+            "model.shared_depth"
+            if "split" in str(exc) or "shared_depth" in str(exc)
+            else "model.backbone"
+        )
+        raise ConfigError(f"{key}: {exc}") from None
+    if not cfg.pretrained and cfg.weights is None:
+        return backbone, None
+    file = None if cfg.weights is None else Path.cwd() / cfg.weights
+    key = (
+        spec.backbone,
+        json.dumps(spec.backbone_args, sort_keys=True, default=str),
+        str(cfg.pretrained),
+        str(file),
+        str(cfg.sha256),
+    )
+    if key not in _STARTS:
+        try:
+            report = load_initial_weights(
+                backbone, spec.backbone, pretrained=cfg.pretrained, file=file, sha256=cfg.sha256
+            )
+        except WeightsError as exc:
+            which = "pretrained" if cfg.pretrained else "weights"
+            raise ConfigError(f"model.backbone.{which}: {exc}") from None
+        _STARTS[key] = (backbone.initial_state, report)
+        if report is not None:
+            print(f"model.backbone: starts from {report.summary()}")
+    backbone.initial_state, report = _STARTS[key]
+    return backbone, report
+
+
+def check_backbone(params: Params, input_specs: Sequence[InputSpec]) -> WeightsReport | None:
+    """Before any long work: the backbone builds, the split point is one of its blocks and
+    its starting weights are there and fit (``ConfigError`` naming the key otherwise)."""
+    spec = model_spec(params, params.task_specs(), input_specs or [ImageInput("image")])
+    return starting_backbone(params, spec)[1]
 
 
 def _image_specs(inputs: ArraysByInput) -> list[InputSpec]:

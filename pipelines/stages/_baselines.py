@@ -19,6 +19,7 @@ from pipelines.files import ProjectPaths, write_json
 from pipelines.services.augmentation import resolve_augmentation
 from pipelines.services.baselines import fit_single_task, single_task_params
 from pipelines.services.best_params import apply_best_params
+from pipelines.services.fitting import check_backbone
 
 
 def baselines(
@@ -50,6 +51,7 @@ def baselines(
     singles = {t.name: single_task_params(params, t.name) for t in tasks}
     policies = {name: resolve_augmentation(p) for name, p in singles.items()}
     shared_excluded = {d.name for d in resolve_augmentation(params).excluded}
+    check_backbone(params, input_specs)
 
     digest = split_digest(paths)
     results: dict[str, dict[str, Any]] = {}

@@ -18,7 +18,7 @@ from pipelines.services.affinity import write_affinity_report
 from pipelines.services.augmentation import log_augmentation, resolve_augmentation
 from pipelines.services.best_params import apply_best_params
 from pipelines.services.distributed import device_for, process_group
-from pipelines.services.fitting import fit
+from pipelines.services.fitting import check_backbone, fit
 from pipelines.serving import example_request, log_pyfunc_model
 
 
@@ -55,6 +55,7 @@ def _train(
     val_data = load_split(paths, "val", tasks)
     input_specs = load_input_specs(paths)
     policy = resolve_augmentation(params)  # fails before training
+    check_backbone(params, input_specs)
     if shard.rank != 0:  # trains its shard; rank 0 logs and writes
         fit(params, train_data, val_data, policy, input_specs=input_specs, shard=shard)
         return {}

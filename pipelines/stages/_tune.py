@@ -19,6 +19,7 @@ from pipelines.data.splits import load_input_specs, load_split, split_digest
 from pipelines.files import ProjectPaths, sqlite_lock
 from pipelines.services.augmentation import resolve_augmentation
 from pipelines.services.best_params import write_best_params
+from pipelines.services.fitting import check_backbone
 from pipelines.services.study import (
     FINISHED,
     default_values,
@@ -47,6 +48,7 @@ def tune(params: Params, paths: ProjectPaths, project_run: str | None = None) ->
     data = load_split(paths, "train", tasks), load_split(paths, "val", tasks)
     input_specs = load_input_specs(paths)
     resolve_augmentation(params)  # fails before any trial
+    check_backbone(params, input_specs)
     storage = open_storage(params)
     # Serialises creating the study and queueing trial 0 among local workers of a SQLite study
     # (a server database's workers may race there: at worst trial 0 is queued twice).

@@ -22,10 +22,11 @@ run: setup
 	$(BIN)/dvc repro
 	$(BIN)/mtlflow summary
 
-# One of examples/: penguins, multimnist, signals (README "Examples").
+# One of examples/: penguins, multimnist, signals, flowers, transfer (README "Examples");
+# an example with several steps has a run.sh
 EXAMPLE ?= penguins
 example: setup
-	cd examples/$(EXAMPLE) && $(abspath $(BIN))/mtlflow run
+	cd examples/$(EXAMPLE) && if [ -f run.sh ]; then bash run.sh; else mtlflow run; fi
 
 test: setup
 	$(BIN)/python -m pytest

@@ -2,6 +2,8 @@
 
     python benchmarks/weighting_step_time.py                   # all methods, default model
     python benchmarks/weighting_step_time.py --methods equal upgrad --steps 30
+    python benchmarks/weighting_step_time.py --methods equal \
+        --set model.backbone.name=torchvision/resnet18 --set model.shared_depth=null
 
 Uses the model and batch size of ``params.yaml`` on a batch of the embedded defect images.
 Each method runs in its own process, so its peak memory (RSS on CPU, allocator peak on CUDA)
@@ -24,7 +26,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def measure(method: str, params_file: Path, steps: int, warmup: int, device_name: str) -> dict:
+def measure(
+    method: str,
+    params_file: Path,
+    steps: int,
+    warmup: int,
+    device_name: str,
+    overrides: list[str],
+) -> dict:
     """One method in this process: median step time (ms) and peak memory (MiB)."""
     import torch
 
@@ -39,7 +48,7 @@ def measure(method: str, params_file: Path, steps: int, warmup: int, device_name
     from pipelines.services.fitting import model_spec
 
     runtime.keep_freed_memory()
-    params = load_params(params_file, [f"train.weighting.method={method}"])
+    params = load_params(params_file, [*overrides, f"train.weighting.method={method}"])
     cfg = params.data.synthetic
     torch.manual_seed(0)
     device = resolve_device(device_name)
@@ -81,11 +90,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help="override params (e.g. the backbone), as `mtlflow --set` does",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
-        result = measure(args.child, args.params, args.steps, args.warmup, args.device)
+        result = measure(
+            args.child, args.params, args.steps, args.warmup, args.device, args.overrides
+        )
         print("RESULT " + json.dumps(result))
         return
 
@@ -107,6 +126,7 @@ def main() -> None:
             str(args.warmup),
             "--device",
             args.device,
+            *(f"--set={item}" for item in args.overrides),
         ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -123,7 +143,8 @@ def main() -> None:
     print(
         f"\nMachine: {platform.processor() or platform.machine()}, {platform.system()}, "
         f"device {base['device']}, {date.today()}; "
-        f"`python benchmarks/weighting_step_time.py --steps {args.steps}`\n"
+        f"`python benchmarks/weighting_step_time.py --steps {args.steps}"
+        f"{''.join(f' --set {item}' for item in args.overrides)}`\n"
     )
     print("| method | family | ms/step | x equal | peak memory (MiB) | + vs equal |")
     print("|---|---|---:|---:|---:|---:|")

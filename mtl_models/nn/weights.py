@@ -173,16 +173,17 @@ def export_backbone(model: MultiTaskModel, spec: ModelSpec, path: Path) -> int:
     arguments as metadata; returns the number of tensors. Written whole or not at all."""
     from safetensors.torch import save_file
 
-    if len(model.trunk) == 0:
-        raise WeightsError(
-            "the model shares no blocks (shared_depth 0): there is no trunk to export"
-        )
     names = model.block_names[: len(model.trunk)]
     state = {
         f"{name}.{key}": value.detach().cpu().contiguous()
         for name, block in zip(names, model.trunk, strict=True)
         for key, value in block.state_dict().items()
     }
+    if not state:
+        raise WeightsError(
+            "the shared trunk holds no weights (shared_depth 0, or a split before the first "
+            "layer): nothing to export"
+        )
     metadata = {
         "format": EXPORT_FORMAT,
         "backbone": spec.backbone,

@@ -55,7 +55,9 @@ class BackboneConfig(Section):
         zoo = issubclass(cls, ZooBackbone)
         if zoo and not self.name.partition("/")[2]:
             raise ValueError(f"'{self.name}' names no model; e.g. {self.name}resnet18")
-        if zoo and (given := [k for k in _SMALL_ONLY if k in self.model_fields_set]):
+        fields = type(self).model_fields
+        given = [k for k in _SMALL_ONLY if getattr(self, k) != fields[k].default]
+        if zoo and given:
             raise ValueError(f"backbone '{self.name}' takes no {given}; its size is its own")
         if self.pretrained and not zoo:
             raise ValueError(

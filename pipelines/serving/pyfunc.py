@@ -143,6 +143,7 @@ def _requirements() -> list[str]:
     from importlib.metadata import version
 
     pins = []
-    for package in ("mlflow", "torch", "numpy", "pandas", "pillow", "scikit-learn", "torchjd"):
+    packages = ("mlflow", "torch", "torchvision", "timm", "safetensors", "numpy", "pandas")
+    for package in (*packages, "pillow", "scikit-learn", "torchjd"):
         pins.append(f"{package}=={version(package).split('+')[0]}")
     return pins

@@ -58,8 +58,13 @@ class TimmBackbone(ZooBackbone):
 
     @classmethod
     def library_normalization(cls, model: str) -> tuple[Sequence[float], Sequence[float]]:
-        cfg = _create(model, pretrained=False).pretrained_cfg  # type: ignore[union-attr]
-        return tuple(cfg["mean"]), tuple(cfg["std"])
+        import timm
+
+        cfg = timm.models.get_pretrained_cfg(model)
+        if cfg is None:  # a model without published weights: its default config
+            cfg = _create(model, pretrained=False).pretrained_cfg  # type: ignore[union-attr]
+            return tuple(cfg["mean"]), tuple(cfg["std"])
+        return tuple(cfg.mean), tuple(cfg.std)
 
     @classmethod
     def library_weights(cls, model: str) -> dict[str, Tensor]:
@@ -79,12 +84,45 @@ class TimmBackbone(ZooBackbone):
 
     @classmethod
     def file_weights(cls, model: str, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """timm's own loader maps the file (filters, renames) onto the features network."""
+        """The file is checked against the whole timm network (its own naming), then timm's
+        loader maps it onto the features network. Tensors the file did not provide are left
+        out of the result, so the report names them as missing (so are integer buffers,
+        BatchNorm's step counters, which no loss depends on)."""
+        import torch
+
         from mtl_models.nn.weights import WeightsError
 
-        try:
-            net = _create(model, pretrained=True, pretrained_cfg_overlay={"state_dict": state})
-        except RuntimeError as exc:
-            first = str(exc).split("\n\t")[1:2] or [str(exc)[:200]]
-            raise WeightsError(f"it does not fit timm/{model}: {first[0].strip()}") from None
-        return net.state_dict()
+        expected = _create_full(model).state_dict()
+        shared = [key for key in state if key in expected]
+        if not shared:
+            raise WeightsError(
+                f"none of its {len(state)} tensors belongs to timm/{model} (the file has e.g. "
+                f"{next(iter(state), 'nothing')}; the network e.g. {next(iter(expected))})"
+            )
+        for key in shared:
+            if tuple(state[key].shape) != tuple(expected[key].shape):
+                raise WeightsError(
+                    f"'{key}' has shape {tuple(state[key].shape)}, timm/{model} needs "
+                    f"{tuple(expected[key].shape)}"
+                )
+        # what the file lacks is marked NaN, to be told apart after timm's mapping
+        merged = {
+            key: state[key]
+            if key in state
+            else torch.full_like(value, float("nan"))
+            if value.is_floating_point()
+            else value
+            for key, value in expected.items()
+        }
+        net = _create(model, pretrained=True, pretrained_cfg_overlay={"state_dict": merged})
+        return {
+            key: value
+            for key, value in net.state_dict().items()
+            if value.is_floating_point() and not torch.isnan(value).all()
+        }
+
+
+def _create_full(model: str) -> nn.Module:
+    import timm
+
+    return timm.create_model(model, pretrained=False)

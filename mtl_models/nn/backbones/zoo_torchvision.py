@@ -100,6 +100,13 @@ class TorchvisionBackbone(ZooBackbone):
         try:
             return weights.get_state_dict(progress=True, check_hash=True)
         except Exception as exc:  # no network, a proxy, a bad download: say where it goes
+            cached = weights_cache_path(model)
+            if cached is not None and cached.is_file():
+                raise WeightsError(
+                    f"the cached weights {cached} of torchvision/{model} cannot be read "
+                    f"({type(exc).__name__}: {str(exc)[:120]}); delete the file to download "
+                    "it again, or replace it"
+                ) from None
             raise WeightsError(
                 f"the {weights} weights of torchvision/{model} are not in the cache and could "
                 f"not be downloaded ({type(exc).__name__}: {str(exc)[:120]}); put "

@@ -36,6 +36,12 @@ class Source(ABC):
 SOURCES: Registry[Source] = Registry("data source")
 
 # the registrations (each module registers its sources on import)
-from pipelines.data.sources import examples, files, synthetic_defects  # noqa: E402, F401
+from pipelines.data.sources import (  # noqa: E402, F401
+    digits,
+    examples,
+    files,
+    flowers,
+    synthetic_defects,
+)
 
 __all__ = ["SOURCES", "Source"]

@@ -55,7 +55,7 @@ def _train(
     val_data = load_split(paths, "val", tasks)
     input_specs = load_input_specs(paths)
     policy = resolve_augmentation(params)  # fails before training
-    check_backbone(params, input_specs)
+    start = check_backbone(params, input_specs)
     if shard.rank != 0:  # trains its shard; rank 0 logs and writes
         fit(params, train_data, val_data, policy, input_specs=input_specs, shard=shard)
         return {}
@@ -63,6 +63,8 @@ def _train(
 
     with tracking.training_run(params, paths.root, "train", project_run=project_run) as run:
         mlflow.set_tags({"mtlflow.stage": "train", "data.split_sha256": split_digest(paths)})
+        if start is not None:  # where the backbone's weights came from, and what matched
+            mlflow.set_tag("mtlflow.backbone_start", start.summary()[:5000])
         if tuned is not None:
             mlflow.set_tags({"optuna.study": tuned["study"], "optuna.trial": tuned["trial"]})
             mlflow.log_artifact(str(paths.best_params))

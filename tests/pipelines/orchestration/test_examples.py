@@ -9,10 +9,13 @@ import shutil
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from pipelines import stages
+from pipelines.cli import app
 from pipelines.config import load_params, parse_params
 from pipelines.files import ProjectPaths
 from tests.conftest import REPO
@@ -20,13 +23,14 @@ from tests.helpers import run
 from tests.serving_support import invoke, model_server
 
 EXAMPLES = REPO / "examples"
-NAMES = ("penguins", "multimnist", "signals")
+NAMES = ("penguins", "multimnist", "signals", "flowers", "transfer")
 OVERRIDES = ("--set", "tune.n_trials=2", "--set", "tune.epochs=5", "--set", "train.epochs=60")
 
 
 def shrunk(name: str, root: Path, **sections: dict) -> dict:
     """The example's params with tracking and the study in ``root``, sections overlaid."""
     raw = yaml.safe_load((EXAMPLES / name / "params.yaml").read_text())
+    name = name.replace("/", "-")
     raw["tracking"] = {"uri": f"sqlite:///{root / 'mlflow.db'}", "experiment": f"ex-{name}"}
     raw["tune"] = {**raw["tune"], "storage": f"sqlite:///{root / 'optuna.db'}"}
     for key, values in sections.items():
@@ -94,6 +98,50 @@ def test_multimnist_example_reads_its_headerless_manifest_end_to_end(tmp_path, m
     assert set(metrics["tasks"]) == {"left_digit", "right_digit"}
     assert all(math.isfinite(m["score"]) for m in metrics["tasks"].values())
     assert len(logged_test_scores(tmp_path, "ex-multimnist")) == 2
+
+
+def test_transfer_example_pretrains_exports_and_fine_tunes_on_disjoint_labels(
+    tmp_path, monkeypatch
+):
+    """The two projects of examples/transfer, shrunk: the exported trunk is what the second
+    starts from, and each of its tasks is scored on the images labelled for it."""
+    source = tmp_path / "pretrain"
+    source.mkdir()
+    raw = shrunk(
+        "transfer/pretrain",
+        source,
+        train={"epochs": 1, "patience": None},
+        data={"synthetic": {"n_samples": 150, "seed": 0}},
+    )
+    run_stages(raw, source, monkeypatch)
+    exported = CliRunner().invoke(app, ["export-backbone", "--out", "../backbone.safetensors"])
+    assert exported.exit_code == 0, exported.output
+
+    # one process, two projects: what mlflow exported for the first must not steer the second
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    target = tmp_path / "target"
+    target.mkdir()
+    raw = shrunk(
+        "transfer",
+        target,
+        train={"epochs": 2, "patience": None, "fine_tune": {"freeze_epochs": 1}},
+        data={"synthetic": {"n_samples": 120, "seed": 0}},
+    )
+    raw["model"]["backbone"]["weights"] = "../backbone.safetensors"  # the example's: ./
+    metrics = run_stages(raw, target, monkeypatch)
+    manifest = pd.read_csv(target / "data" / "raw" / "manifest.csv")
+    assert len(manifest) == 120
+    assert not (manifest["digit"].notna() & manifest["bold"].notna()).any()  # disjoint labels
+    assert set(metrics["tasks"]) == {"digit", "bold"}
+    assert all(math.isfinite(m["score"]) for m in metrics["tasks"].values())
+    mlflow.set_tracking_uri(f"sqlite:///{target / 'mlflow.db'}")
+    (run_,) = mlflow.search_runs(
+        experiment_names=["ex-transfer"],
+        filter_string="tags.`mtlflow.stage` = 'train'",
+        output_format="list",
+    )
+    assert "backbone.safetensors" in run_.data.tags["mtlflow.backbone_start"]
 
 
 @pytest.mark.slow

@@ -98,6 +98,26 @@ def read_weights(path: Path, sha256: str | None = None) -> tuple[dict[str, Tenso
     return {str(k).removeprefix("module."): v for k, v in state.items()}, metadata
 
 
+def matching_keys(
+    state: Mapping[str, Tensor], expected: Mapping[str, Tensor], network: str
+) -> list[str]:
+    """The keys of ``state`` that ``network`` (whose tensors are ``expected``) has; raises
+    when there are none or a shape differs (the file is for another network)."""
+    shared = [key for key in state if key in expected]
+    if not shared:
+        raise WeightsError(
+            f"none of its {len(state)} tensors belongs to {network} (the file has e.g. "
+            f"{next(iter(state), 'nothing')}; the network e.g. {next(iter(expected), 'nothing')})"
+        )
+    for key in shared:
+        if tuple(state[key].shape) != tuple(expected[key].shape):
+            raise WeightsError(
+                f"'{key}' has shape {tuple(state[key].shape)}, {network} needs "
+                f"{tuple(expected[key].shape)}"
+            )
+    return shared
+
+
 def _match(
     backbone: Backbone, state: Mapping[str, Tensor], source: str, metadata: dict[str, str]
 ) -> WeightsReport:
@@ -105,19 +125,10 @@ def _match(
     expected: dict[str, Tensor] = {}
     for name, block in zip(backbone.block_names(), backbone.build_blocks(), strict=True):
         expected.update({f"{name}.{key}": v for key, v in block.state_dict().items()})
-    shared = [key for key in state if key in expected]
-    if not shared:
-        raise WeightsError(
-            f"{source}: none of its {len(state)} tensors belongs to {backbone!r} "
-            f"(the file has e.g. {next(iter(state), 'nothing')}; the backbone e.g. "
-            f"{next(iter(expected), 'nothing')})"
-        )
-    for key in shared:
-        if tuple(state[key].shape) != tuple(expected[key].shape):
-            raise WeightsError(
-                f"{source}: '{key}' has shape {tuple(state[key].shape)}, the backbone "
-                f"{backbone!r} needs {tuple(expected[key].shape)}"
-            )
+    try:
+        shared = matching_keys(state, expected, repr(backbone))
+    except WeightsError as exc:
+        raise WeightsError(f"{source}: {exc}") from None
     backbone.initial_state = {key: state[key] for key in shared}
     return WeightsReport(
         source=source,

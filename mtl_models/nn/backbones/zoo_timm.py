@@ -90,21 +90,10 @@ class TimmBackbone(ZooBackbone):
         BatchNorm's step counters, which no loss depends on)."""
         import torch
 
-        from mtl_models.nn.weights import WeightsError
+        from mtl_models.nn.weights import matching_keys
 
         expected = _create_full(model).state_dict()
-        shared = [key for key in state if key in expected]
-        if not shared:
-            raise WeightsError(
-                f"none of its {len(state)} tensors belongs to timm/{model} (the file has e.g. "
-                f"{next(iter(state), 'nothing')}; the network e.g. {next(iter(expected))})"
-            )
-        for key in shared:
-            if tuple(state[key].shape) != tuple(expected[key].shape):
-                raise WeightsError(
-                    f"'{key}' has shape {tuple(state[key].shape)}, timm/{model} needs "
-                    f"{tuple(expected[key].shape)}"
-                )
+        matching_keys(state, expected, f"timm/{model}")
         # what the file lacks is marked NaN, to be told apart after timm's mapping
         merged = {
             key: state[key]

@@ -26,24 +26,7 @@ from mtl_models.nn.weights import (
     read_weights,
     sha256_of,
 )
-from mtl_models.tasks import TaskSpec
-
-SQUEEZE = "torchvision/squeezenet1_1"
-RESNET = "timm/resnet18"
-TASKS = (TaskSpec("a", "binary"), TaskSpec("b", "classification", n_classes=3))
-SIZE = 32
-
-
-def spec_for(name: str, split: int | str | None, **args: object) -> ModelSpec:
-    return ModelSpec(
-        tasks=TASKS,
-        backbone=name,
-        backbone_args=BACKBONES.get(name).recorded_args(name, args),
-        shared_depth=split,
-        head_hidden=8,
-        inputs=(ImageInput("image", SIZE, 1),),
-    )
-
+from tests.mtl_models.nn.test_zoo import RESNET, SIZE, SQUEEZE, TASKS, spec_for
 
 CNN_SPEC = ModelSpec(
     tasks=TASKS,

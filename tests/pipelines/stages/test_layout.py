@@ -119,6 +119,17 @@ def test_no_module_is_over_about_300_lines():
     assert {f: n for f, n in sizes.items() if n > 330} == {}
 
 
+def test_every_param_a_dvc_stage_lists_is_in_params_yaml():
+    """DVC refuses to run a stage whose listed param the params file lacks."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for name, stage in dvc_stages().items():
+        for key in stage.get("params", []):
+            node = params
+            for part in str(key).split("."):
+                assert isinstance(node, dict) and part in node, f"{name}: {key}"
+                node = node[part]
+
+
 def test_the_tune_stage_reads_exactly_the_train_keys_a_trial_depends_on():
     """What a trial depends on has one home (NOT_IN_STUDY, which also names the study);
     dvc.yaml's tune stage must list the same train keys, or editing one leaves it stale."""

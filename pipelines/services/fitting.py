@@ -159,14 +159,12 @@ def starting_backbone(params: Params, spec: ModelSpec) -> tuple[Backbone, Weight
     cfg = params.model.backbone
     try:
         backbone = build_backbone(spec)
+    except ValueError as exc:
+        raise ConfigError(f"model.backbone: {exc}") from None
+    try:
         backbone.split_index(spec.shared_depth)
     except ValueError as exc:
-        key = (
-            "model.shared_depth"
-            if "split" in str(exc) or "shared_depth" in str(exc)
-            else "model.backbone"
-        )
-        raise ConfigError(f"{key}: {exc}") from None
+        raise ConfigError(f"model.shared_depth: {exc}") from None
     if not cfg.pretrained and cfg.weights is None:
         return backbone, None
     file = None if cfg.weights is None else Path.cwd() / cfg.weights

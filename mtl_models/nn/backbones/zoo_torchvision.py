@@ -68,9 +68,8 @@ class TorchvisionBackbone(ZooBackbone):
     @classmethod
     def reference_output(cls, net: nn.Module, x: Tensor) -> Tensor | None:
         """What reaches the classifier, captured by a hook."""
-        classifier = dict(net.named_children()).get(
-            next((n for n, _ in reversed(list(net.named_children())) if n in _CLASSIFIERS), "")
-        )
+        children = dict(net.named_children())
+        classifier = next((children[n] for n in reversed(children) if n in _CLASSIFIERS), None)
         if classifier is None:
             return None
         seen: list[Tensor] = []

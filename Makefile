@@ -11,7 +11,7 @@ export GIT_PYTHON_REFRESH ?= quiet
 
 setup: $(BIN)/.installed
 
-# torch is pinned to the CPU wheel through constraints.txt; see README "Installing elsewhere".
+# constraints.txt pins every package (the standard torch build: CPU and CUDA); README "Install by hand".
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

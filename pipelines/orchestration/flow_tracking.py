@@ -24,17 +24,20 @@ from pipelines.config import Params
 
 def experiment_id(client: MlflowClient, name: str) -> str:
     """The experiment's id, created if missing (without ``mlflow.set_experiment``, which
-    exports ``MLFLOW_EXPERIMENT_ID`` to every later subprocess)."""
+    exports ``MLFLOW_EXPERIMENT_ID`` to every later subprocess), tagged as model training."""
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    try:
-        return client.create_experiment(name)
-    except MlflowException:  # created meanwhile by another process
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
+    if found is None:
+        try:
+            found_id = client.create_experiment(name)
+        except MlflowException:  # created meanwhile by another process
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            found_id = found.experiment_id
+    else:
+        found_id = found.experiment_id
+    tracking.mark_model_training(client, found_id)
+    return found_id
 
 
 def descendants(client: MlflowClient, run_id: str) -> list[str]:

@@ -1,12 +1,15 @@
 """MLflow: where runs go, what they record, and the trainer callbacks that log epochs."""
 
 from pipelines.tracking.runs import (
+    EXPERIMENT_KIND,
+    TRAINING_VIEW,
     EpochPrinter,
     MlflowEpochLogger,
     configure,
     flatten,
     git_commit,
     log_split_dataset,
+    mark_model_training,
     resumed_run,
     run_url,
     task_metric_values,
@@ -15,12 +18,15 @@ from pipelines.tracking.runs import (
 )
 
 __all__ = [
+    "EXPERIMENT_KIND",
+    "TRAINING_VIEW",
     "EpochPrinter",
     "MlflowEpochLogger",
     "configure",
     "flatten",
     "git_commit",
     "log_split_dataset",
+    "mark_model_training",
     "resumed_run",
     "run_url",
     "task_metric_values",

@@ -117,6 +117,7 @@ def training_run(
             run = stack.enter_context(
                 mlflow.start_run(experiment_id=experiment.experiment_id, run_name=run_name)
             )
+        mark_model_training(mlflow.MlflowClient(), run.info.experiment_id)
         commit = git_commit(root)
         if commit:
             mlflow.set_tag("mlflow.source.git.commit", commit)
@@ -155,9 +156,23 @@ def task_metric_values(prefix: str, per_task: dict[str, dict[str, Any]]) -> dict
     }
 
 
+# MLflow 3's UI opens an experiment in its GenAI view unless the experiment says it is model
+# training (this tag) or the link asks for the training view (TRAINING_VIEW)
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def mark_model_training(client: mlflow.MlflowClient, experiment_id: str) -> None:
+    """Tag the experiment as model training, so the UI opens it in that view (once)."""
+    key, kind = EXPERIMENT_KIND
+    if client.get_experiment(experiment_id).tags.get(key) != kind:
+        client.set_experiment_tag(experiment_id, key, kind)
+
+
 def run_url(params: Params, run_id: str, host: str = "http://127.0.0.1:5000") -> str:
+    """The run's page in the MLflow UI, in the model training view."""
     run = mlflow.get_run(run_id)
-    return f"{host}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+    return f"{host}/#/experiments/{run.info.experiment_id}/runs/{run_id}?{TRAINING_VIEW}"
 
 
 class MlflowEpochLogger(Callback):

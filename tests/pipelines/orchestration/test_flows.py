@@ -182,7 +182,10 @@ def test_artifacts_give_test_metrics_registry_decision_and_mlflow_links(pipeline
     run_id = pipeline.flow_run.result["mlflow_run_id"]
     experiment = mlflow_client(pipeline.project).get_run(run_id).info.experiment_id
     report = artifacts["mtlflow-model-report"].data
-    assert f"(http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run_id})" in report
+    link = f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run_id}"
+    assert f"({link}?workflowType=machine_learning)" in report  # opens the training view
+    kind = mlflow_client(pipeline.project).get_experiment(experiment).tags
+    assert kind["mlflow.experimentKind"] == "custom_model_development"
     assert f"[version 1](http://127.0.0.1:5000/#/models/{MODEL}/versions/1)" in report
     assert "promoted to `@champion` (no `@champion` before)" in report
     assert f"md5 `{locked_md5(pipeline.project, 'split')}`" in report

@@ -91,6 +91,18 @@ def test_training_run_reports_the_resolved_augmentation_policy(pipeline_run, tmp
     assert (metrics["augment/kept"], metrics["augment/excluded"]) == (len(kept), len(excluded))
 
 
+def test_the_experiment_opens_as_model_training_and_links_ask_for_that_view(pipeline_run):
+    """MLflow 3's UI shows an untagged experiment in its GenAI view (traces, tokens)."""
+    from pipelines import tracking
+
+    client = client_for(pipeline_run)
+    run = client.get_run(pipeline_run.run_info["run_id"])
+    tags = client.get_experiment(run.info.experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    url = tracking.run_url(pipeline_run.params, run.info.run_id)
+    assert url.endswith(f"/runs/{run.info.run_id}?workflowType=machine_learning")
+
+
 def test_pyfunc_predictions_match_the_checkpoint_after_save_and_load(pipeline_run):
     tasks = pipeline_run.params.task_specs()
     images = load_split(pipeline_run.paths, "test", tasks)[0]["image"]

@@ -2,10 +2,11 @@
 
 :func:`resolve_policy` instantiates each requested albumentations transform, reads its effects
 (:mod:`mtl_models.augment.effects`) and compares them with what every task tolerates. A transform is
-*kept* when it is safe for every task, or when a declared remap says where each label it moves
-goes (a horizontal flip swaps ``*_left`` and ``*_right``); otherwise it is *excluded*, with the
-tasks and effects that rule it out. :class:`LabelSafeAugment` applies the kept transforms and
-permutes the label vector for every remapped transform that actually fired.
+*kept* when it is within every task's declared tolerance (or no task declares a sensitivity
+to what it does, which it says as such, never as "safe"), or when a declared remap says where
+each label it moves goes (a horizontal flip swaps ``*_left`` and ``*_right``); otherwise it is
+*excluded*, with the tasks and effects that rule it out. :class:`LabelSafeAugment` applies the
+kept transforms and permutes the label vector for every remapped transform that actually fired.
 """
 
 from __future__ import annotations
@@ -119,7 +120,20 @@ def _decide(
         if remap:
             moves = [f"{s}->{d}" for s, d in remap.items()]
             return True, f"kept with label remap {_join(moves, 6)}"
-        return True, "safe for every task"
+        # "safe" only where a declaration says so: a task that declares nothing about these
+        # effects (its kind's defaults included) has not been checked, only not objected
+        declared = [
+            t for t, tolerated in sensitivity.items() if any(e in tolerated for e in effects)
+        ]
+        if not declared:
+            return True, "no sensitivity declared"
+        if len(declared) == len(sensitivity):
+            return True, "within every task's declared tolerance"
+        others = [t for t in sensitivity if t not in declared]
+        return True, (
+            f"within the declared tolerance of {_join(declared)}; "
+            f"no sensitivity declared by {_join(others)}"
+        )
 
     def who(tasks: list[str]) -> str:
         return f"all {len(tasks)} tasks" if len(tasks) == len(sensitivity) > 1 else _join(tasks)

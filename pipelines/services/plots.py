@@ -128,10 +128,15 @@ def confusion_matrices(
     return fig
 
 
-def _label_text(value: float, kind_is_discrete: bool) -> str:
+def _label_text(value: float, task: TaskSpec) -> str:
+    """A label as a person reads it: its class name where params name the classes."""
     if np.isnan(value):
         return "-"
-    return f"{int(value)}" if kind_is_discrete else f"{value:.3g}"
+    if not task.is_discrete:
+        return f"{value:.3g}"
+    if task.classes is not None and 0 <= int(value) < len(task.classes):
+        return task.classes[int(value)]
+    return f"{int(value)}"
 
 
 def augmentation_preview(
@@ -172,7 +177,7 @@ def augmentation_preview(
                 ax.text(
                     0.0,
                     -0.03 - t * line_h / image_h,
-                    f"{task.name} {_label_text(labels[t], task.is_discrete)}",
+                    f"{task.name} {_label_text(labels[t], task)}",
                     transform=ax.transAxes,
                     fontsize=5.5,
                     va="top",

@@ -41,7 +41,8 @@ def test_safe_transforms_kept_unsafe_excluded_with_the_tasks_and_effect():
         image_size=32,
     )
     d = by_name(policy)
-    assert d["VerticalFlip"].kept and d["VerticalFlip"].reason == "safe for every task"
+    # kept because no task objects, and said so: nothing declared it safe
+    assert d["VerticalFlip"].kept and d["VerticalFlip"].reason == "no sensitivity declared"
     flip = d["HorizontalFlip"]
     assert not flip.kept
     assert "hflip" in flip.reason and "a_left" in flip.reason and "a_right" in flip.reason
@@ -53,6 +54,20 @@ def test_safe_transforms_kept_unsafe_excluded_with_the_tasks_and_effect():
     assert [k.name for k in policy.kept] == ["VerticalFlip"]
     report = policy.to_dict()
     assert [e["name"] for e in report["excluded"]] == ["HorizontalFlip", "GaussianBlur"]
+
+
+def test_kept_transforms_say_whether_a_declaration_or_only_silence_keeps_them():
+    """A verdict resting on no declaration is never called "safe"."""
+    within = {t: {"hflip": 0.0, "rotate": 10.0} for t in ("a", "b")}
+    partly = {"a": {"hflip": 0.0, "rotate": 10.0}, "b": {}}
+    requests = [req("Affine", "geometric", rotate=(-5, 5)), req("VerticalFlip", "geometric")]
+    everyone = by_name(resolve_policy(requests, within, image_size=32))
+    assert everyone["Affine"].reason == "within every task's declared tolerance"
+    assert everyone["VerticalFlip"].reason == "no sensitivity declared"
+    some = by_name(resolve_policy(requests, partly, image_size=32))
+    assert some["Affine"].reason == (
+        "within the declared tolerance of a; no sensitivity declared by b"
+    )
 
 
 def test_a_declared_remap_keeps_the_flip_and_records_the_moves():

@@ -78,12 +78,16 @@ for _stage in STAGES:  # one verb per stage, from the table
 def run(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
     """Run every stage in order in this process (use `dvc repro` for cached, versioned runs)."""
     _run_stages(PIPELINE, params, set_)
-    summary(params, set_)
+    _summary(params, set_, table=False)  # evaluate has just printed the test table
 
 
 @app.command()
 def summary(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
     """Print the per-task test table, the registry decision and how to open the MLflow UI."""
+    _summary(params, set_, table=True)
+
+
+def _summary(params: Path, set_: list[str] | None, table: bool) -> None:
     import mlflow
 
     from pipelines import tracking
@@ -98,7 +102,8 @@ def summary(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) 
         run_info = read_json(paths.run_info, "train")
     except MtlflowError as exc:
         raise _fail(exc) from None
-    print(format_table(metrics))
+    if table:
+        print(format_table(metrics))
     if paths.registry_file.is_file():
         decision = read_json(paths.registry_file, "register")
         state = "promoted to" if decision["promoted"] else "registered; not promoted to"

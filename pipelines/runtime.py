@@ -12,6 +12,8 @@ QUIET_ENV = {
     "NO_ALBUMENTATIONS_UPDATE": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "GIT_PYTHON_REFRESH": "quiet",
+    # MLflow's "Downloading artifacts" bars (validating a logged model's input example)
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 _M_TRIM_THRESHOLD = -1

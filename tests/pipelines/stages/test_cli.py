@@ -40,3 +40,6 @@ def test_run_with_a_tracking_override_points_the_summary_at_that_store(tmp_path)
     assert "then browse http://" in result.stdout
     assert other.is_file()
     assert not (tmp_path / "mlflow.db").exists()  # params.yaml's store was never written
+    # the test table once (evaluate's), and no artifact download bars in the output
+    assert result.stdout.count("mean score") == 1
+    assert "Downloading artifacts" not in result.stdout + result.stderr

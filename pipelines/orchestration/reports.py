@@ -3,16 +3,21 @@ tuning result as markdown and table artifacts, with links to MLflow."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from pipelines.services.summaries import (
+    cell,
+    metrics_markdown,
+    metrics_rows,
+    registry_line,
+)
 
 if TYPE_CHECKING:
     from pipelines.config import Params
     from pipelines.files import ProjectPaths
 
-METRIC_COLUMNS = ("kind", "score", "majority_baseline", "accuracy", "collapsed")
 # Keyed artifacts: the Artifacts page of the Prefect UI shows each key's latest version.
 REPORT_KEY = "mtlflow-model-report"
 METRICS_KEY = "mtlflow-test-metrics"
@@ -31,26 +36,6 @@ class RunLinks:
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return "n/a" if math.isnan(value) else f"{value:.3f}"
-    return "" if value is None else str(value)
-
-
-def metrics_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per task for a table artifact: the task and its ``METRIC_COLUMNS``."""
-    rows = []
-    for task, values in metrics["tasks"].items():
-        row: dict[str, Any] = {"task": task}
-        for column in METRIC_COLUMNS:
-            value = values.get(column)
-            row[column] = round(value, 6) if isinstance(value, float) else value
-        rows.append(row)
-    return rows
-
-
 def _header(title: str, links: RunLinks) -> list[str]:
     shown = ", ".join(f"`{k}={v}`" for k, v in links.overrides.items()) or "none"
     return [
@@ -62,42 +47,13 @@ def _header(title: str, links: RunLinks) -> list[str]:
     ]
 
 
-def registry_line(decision: Mapping[str, Any], version_url: str) -> str:
-    name, version, alias = decision["model_name"], decision["version"], decision["alias"]
-    head = f"`{name}` [version {version}]({version_url}), mean test score {decision['score']:.4f}: "
-    previous = decision.get("previous_champion_score")
-    if decision["promoted"]:
-        if previous is None:
-            return head + f"promoted to `@{alias}` (no `@{alias}` before)"
-        return head + (
-            f"promoted to `@{alias}` (beats {previous:.4f} of version "
-            f"{decision['previous_champion_version']})"
-        )
-    return head + (
-        f"registered; `@{alias}` stays on version {decision['champion_version']} ({previous:.4f})"
-    )
-
-
 def model_report(
     links: RunLinks, metrics: Mapping[str, Any], decision: Mapping[str, Any], version_url: str
 ) -> str:
     """Markdown: the run's links, the registry decision and the per-task test metrics."""
     lines = _header("Model report", links)
     lines += ["", "## Registry", "", registry_line(decision, version_url), ""]
-    lines += ["## Test metrics", ""]
-    lines.append("| task | " + " | ".join(c.replace("_", " ") for c in METRIC_COLUMNS) + " |")
-    lines.append("|---" * (len(METRIC_COLUMNS) + 1) + "|")
-    for row in metrics_rows(metrics):
-        lines.append("| " + " | ".join(_cell(row[c]) for c in ("task", *METRIC_COLUMNS)) + " |")
-    summary = metrics["summary"]
-    lines += [
-        "",
-        f"Mean score {summary['mean_score']:.4f}; "
-        f"collapsed: {', '.join(summary['collapsed_tasks']) or 'none'}.",
-    ]
-    delta_m = (metrics.get("baselines") or {}).get("delta_m")
-    if delta_m is not None:
-        lines.append(f"Δm against single-task baselines: {delta_m:+.2%}.")
+    lines += ["## Test metrics", "", *metrics_markdown(metrics)]
     return "\n".join(lines) + "\n"
 
 
@@ -116,7 +72,7 @@ def tune_report(links: RunLinks, best: Mapping[str, Any], tune_run_url: str | No
         "| parameter | best value |",
         "|---|---|",
     ]
-    lines += [f"| `{key}` | {_cell(value)} |" for key, value in best.get("params", {}).items()]
+    lines += [f"| `{key}` | {cell(value)} |" for key, value in best.get("params", {}).items()]
     return "\n".join(lines) + "\n"
 
 

@@ -18,6 +18,7 @@ from pipelines.services import plots
 from pipelines.services.diagnosis import compare_with_baselines, format_gains
 from pipelines.services.diagnosis_report import diagnosis_markdown
 from pipelines.services.scoring import format_table, score_split
+from pipelines.services.summaries import NOTE_TAG, metrics_markdown
 
 
 def _optional_report(path: Path) -> dict[str, Any] | None:
@@ -65,6 +66,8 @@ def evaluate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
                 flat[f"test/{task}/gain"] = row["gain"]
             mlflow.set_tag("mtlflow.baselines_run", comparison["baselines_run_id"])
         mlflow.log_metrics(flat)
+        # the run's description in the UI: what a runs table cannot show
+        mlflow.set_tag(NOTE_TAG, "\n".join(["## Test metrics", "", *metrics_markdown(metrics)]))
         tracking.log_split_dataset(paths.splits_dir / "test.csv", "testing")
         mlflow.log_artifact(str(paths.metrics_file))
         mlflow.log_artifact(str(paths.diagnosis_file))

@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException
 from pipelines import tracking
 from pipelines.config import Params
 from pipelines.files import ProjectPaths, read_json, write_json
+from pipelines.services.summaries import NOTE_TAG, registry_line
 
 SCORE_TAG = "mean_test_score"
 
@@ -65,4 +66,10 @@ def register(params: Params, paths: ProjectPaths) -> dict[str, Any]:
         "run_id": run_info["run_id"],
     }
     write_json(paths.registry_file, decision)
+    # the run's description ends with the decision (evaluate wrote the test table above it)
+    note = client.get_run(run_info["run_id"]).data.tags.get(NOTE_TAG, "")
+    link = f"#/models/{name}/versions/{version.version}"
+    client.set_tag(
+        run_info["run_id"], NOTE_TAG, f"{note}\n## Registry\n\n{registry_line(decision, link)}\n"
+    )
     return decision

@@ -61,7 +61,12 @@ def _train(
         return {}
     print(policy.describe())
 
-    with tracking.training_run(params, paths.root, "train", project_run=project_run) as run:
+    # a runs table tells trainings apart by name: what trained, on which split
+    name = (
+        f"train {params.train.weighting.method} {params.model.backbone.name} "
+        f"split-{split_digest(paths)[:7]}"
+    )
+    with tracking.training_run(params, paths.root, name, project_run=project_run) as run:
         mlflow.set_tags({"mtlflow.stage": "train", "data.split_sha256": split_digest(paths)})
         if start is not None:  # where the backbone's weights came from, and what matched
             mlflow.set_tag("mtlflow.backbone_start", start.summary()[:5000])

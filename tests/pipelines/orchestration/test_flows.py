@@ -32,7 +32,7 @@ from pipelines.orchestration.flows import (
     train,
     tune,
 )
-from pipelines.orchestration.reports import registry_line
+from pipelines.services.summaries import registry_line
 from tests.conftest import REPO, tiny_params_dict, write_params
 from tests.helpers import copy_project, run
 from tests.pipelines.prefect_support import flow_run_artifacts, flow_run_logs, task_run_names

@@ -103,6 +103,24 @@ def test_the_experiment_opens_as_model_training_and_links_ask_for_that_view(pipe
     assert url.endswith(f"/runs/{run.info.run_id}?workflowType=machine_learning")
 
 
+def test_the_training_run_is_named_and_described_for_a_runs_table(pipeline_run):
+    """Name: what trained on which split; description (markdown): the per-task test table,
+    then the registry decision."""
+    client = client_for(pipeline_run)
+    run = client.get_run(pipeline_run.run_info["run_id"])
+    params = pipeline_run.params
+    assert run.info.run_name.startswith(
+        f"train {params.train.weighting.method} {params.model.backbone.name} split-"
+    )
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("## Test metrics")
+    for task, m in pipeline_run.metrics["tasks"].items():
+        assert f"| {task} | {m['kind']} | {m['score']:.3f} | " in note
+    decision = pipeline_run.decision
+    assert note.index("## Test metrics") < note.index("## Registry")
+    assert f"`{decision['model_name']}` [version {decision['version']}]" in note
+
+
 def test_pyfunc_predictions_match_the_checkpoint_after_save_and_load(pipeline_run):
     tasks = pipeline_run.params.task_specs()
     images = load_split(pipeline_run.paths, "test", tasks)[0]["image"]

@@ -136,6 +136,8 @@ class InputSpec(ABC):
     backbone: ClassVar[str]  # the backbone that reads it alone (``backbone: auto``)
     fusion_depth: ClassVar[int]  # its encoder's depth inside a fusion of several inputs
     augmentable: ClassVar[bool] = False  # label-safe image augmentation applies to it
+    # one flat row of columns per sample, which a tree model can read as it is
+    tabular: ClassVar[bool] = False
 
     name: str
 
@@ -143,6 +145,11 @@ class InputSpec(ABC):
     @abstractmethod
     def shape(self) -> tuple[int, ...]:
         """One sample's encoded shape."""
+
+    @property
+    def model_shape(self) -> tuple[int, ...]:
+        """One sample's shape as the model reads it (after the loader's conversion)."""
+        return self.shape
 
     @classmethod
     @abstractmethod

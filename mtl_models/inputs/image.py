@@ -78,6 +78,10 @@ class ImageInput(InputSpec):
     def shape(self) -> tuple[int, ...]:
         return (self.size, self.size, self.channels)
 
+    @property
+    def model_shape(self) -> tuple[int, ...]:
+        return (self.channels, self.size, self.size)  # the loader's channels-first tensor
+
     @classmethod
     def read(
         cls, name: str, config: ImageInputConfig, table: TableSource, context: ReadContext

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mtl_models.nn.architectures import HardSharing
 from mtl_models.nn.backbones import ConvNet
 from mtl_models.nn.checkpoint import SPEC_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint
 from mtl_models.nn.heads import Decoded
@@ -27,7 +28,7 @@ DEPTH = 3
 
 def tiny_model(shared_depth: int | None = None, tasks: tuple[TaskSpec, ...] = TASKS):
     backbone = ConvNet(in_channels=1, width=4, depth=DEPTH, pool_size=1)
-    return MultiTaskModel(tasks, backbone, shared_depth=shared_depth, head_hidden=8)
+    return HardSharing(tasks, backbone, shared_depth=shared_depth, head_hidden=8)
 
 
 def images(n: int = 4) -> torch.Tensor:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from mtl_models.nn.architectures import HardSharing
 from mtl_models.nn.backbones import ConvNet
 from mtl_models.nn.model import MultiTaskModel
 from mtl_models.tasks import TaskSpec
@@ -35,7 +36,7 @@ def data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def model() -> MultiTaskModel:
-    return MultiTaskModel(TASKS, ConvNet(1, width=4, depth=2, pool_size=2), 1, head_hidden=16)
+    return HardSharing(TASKS, ConvNet(1, width=4, depth=2, pool_size=2), 1, head_hidden=16)
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +144,7 @@ def test_mean_affinity_ignores_unmeasured_epochs():
 
 
 def test_trainer_refuses_affinity_without_shared_blocks_or_with_a_bad_interval():
-    unshared = MultiTaskModel(TASKS, ConvNet(1, width=4, depth=2, pool_size=2), 0, head_hidden=16)
+    unshared = HardSharing(TASKS, ConvNet(1, width=4, depth=2, pool_size=2), 0, head_hidden=16)
     with pytest.raises(ValueError, match=r"no shared blocks to step \(shared_depth=0\)"):
         Trainer(unshared, build_weighting("equal", NAMES), epochs=1, affinity_every=5)
     with pytest.raises(ValueError, match="affinity_every must be >= 1"):

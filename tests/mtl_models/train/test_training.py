@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from mtl_models.nn.architectures import HardSharing
 from mtl_models.metrics import summarize
 from mtl_models.nn.backbones import ConvNet
 from mtl_models.nn.model import MultiTaskModel
@@ -42,7 +43,7 @@ def loaders(n_train: int = 256, n_val: int = 128):
 
 
 def tiny_model() -> MultiTaskModel:
-    return MultiTaskModel(TASKS, ConvNet(1, width=4, depth=2, pool_size=2), 1, head_hidden=16)
+    return HardSharing(TASKS, ConvNet(1, width=4, depth=2, pool_size=2), 1, head_hidden=16)
 
 
 class Recorder(Callback):
@@ -186,7 +187,7 @@ def test_every_parameter_gets_a_gradient_after_one_step() -> None:
         TaskSpec("ord", "ordinal", n_classes=4),
         TaskSpec("reg", "regression"),
     )
-    model = MultiTaskModel(tasks, ConvNet(1, width=4, depth=2, pool_size=2), 1, head_hidden=8)
+    model = HardSharing(tasks, ConvNet(1, width=4, depth=2, pool_size=2), 1, head_hidden=8)
     trainer = Trainer(model, build_weighting("equal", [t.name for t in tasks]), epochs=1)
     nan = float("nan")
     labels = torch.tensor([[0.0, 2.0, nan, 0.5], [1.0, 0.0, nan, -1.0], [1.0, 1.0, nan, 2.0]])

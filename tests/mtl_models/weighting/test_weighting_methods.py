@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from mtl_models.nn.architectures import HardSharing
 from mtl_models.nn.backbones import ConvNet
 from mtl_models.nn.model import MultiTaskModel
 from mtl_models.tasks import TaskSpec
@@ -212,7 +213,7 @@ def test_learnable_weightings_get_gradients(method: str, expected_grad: list[flo
 @pytest.mark.parametrize("method", ["uw", "imtl_l"])
 def test_trainer_steps_the_weighting_parameters(method: str) -> None:
     tasks = (TaskSpec("a", "binary"), TaskSpec("b", "regression"))
-    model = MultiTaskModel(tasks, ConvNet(1, width=4, depth=1, pool_size=1), 1, head_hidden=4)
+    model = HardSharing(tasks, ConvNet(1, width=4, depth=1, pool_size=1), 1, head_hidden=4)
     weighting = build_weighting(method, ["a", "b"])
     trainer = Trainer(model, weighting, epochs=1, lr=0.1)
     before = [p.detach().clone() for p in weighting.parameters()]

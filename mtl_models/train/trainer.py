@@ -92,6 +92,9 @@ class EpochLog:
     # Mean lookahead affinity Z[i][j] (task i's step -> task j's loss), [T][T], when the
     # trainer measures it (``affinity_every``); NaN for a pair never measured this epoch.
     affinity: list[list[float]] | None = None
+    # Mean gate weight per task and expert, ``{task: {expert: w}}``, for architectures with
+    # gates (MMoE, CGC/PLE, DSelect-k): which experts each task used this epoch.
+    gate_weights: dict[str, dict[str, float]] | None = None
 
 
 @dataclass
@@ -101,6 +104,7 @@ class EpochStats:
     weights: Tensor | None  # [T] mean effective weight per task
     gradient_cosine: Tensor | None  # [T, T] mean cosine of task gradients
     affinity: Tensor | None = None  # [T, T] mean lookahead affinity
+    gate_weights: Tensor | None = None  # [T, E] mean gate weights
 
 
 @dataclass
@@ -197,6 +201,7 @@ class Trainer:
         cosine_sum = torch.zeros(n_tasks, n_tasks, device=self.device)
         affinity_sum = torch.zeros(n_tasks, n_tasks, device=self.device)
         affinity_count = torch.zeros(n_tasks, n_tasks, device=self.device)
+        gate_sum: Tensor | None = None
         steps = weighted_steps = cosine_steps = 0
         for inputs, labels in loader:
             inputs = self.acceleration.layout(to_device(inputs, self.device))
@@ -213,6 +218,10 @@ class Trainer:
                 losses = self.model.task_loss_terms(outputs, labels)
             self.optimizer.zero_grad(set_to_none=True)
             step = weighting.backward(losses, features, shared)
+            gates = self.model.gate_weights()
+            if gates is not None:
+                used = torch.stack([gates[name] for name in self.model.task_names])
+                gate_sum = used if gate_sum is None else gate_sum + used
             self.optimizer.step()
             if weighting.needs_losses_after_step:
                 with torch.no_grad():
@@ -237,7 +246,17 @@ class Trainer:
             weights=(weight_sum / weighted_steps).cpu() if weighted_steps else None,
             gradient_cosine=(cosine_sum / cosine_steps).cpu() if cosine_steps else None,
             affinity=(affinity_sum / affinity_count).cpu() if self.affinity_every else None,
+            gate_weights=None if gate_sum is None else (gate_sum / steps).cpu(),
         )
+
+    def _gate_table(self, gates: Tensor | None) -> dict[str, dict[str, float]] | None:
+        if gates is None:
+            return None
+        experts = self.model.expert_names()
+        return {
+            name: dict(zip(experts, row, strict=True))
+            for name, row in zip(self.model.task_names, gates.tolist(), strict=True)
+        }
 
     def fit(self, train_loader: DataLoader[Batch], val_loader: DataLoader[Batch]) -> FitResult:
         result = FitResult()
@@ -272,6 +291,7 @@ class Trainer:
                     None if stats.gradient_cosine is None else stats.gradient_cosine.tolist()
                 ),
                 affinity=None if stats.affinity is None else stats.affinity.tolist(),
+                gate_weights=self._gate_table(stats.gate_weights),
                 val_metrics=val_metrics,
                 val_score=val_score,
                 seconds=time.perf_counter() - start,

@@ -1,13 +1,14 @@
-"""``model``: backbone, its starting weights, split point and heads."""
+"""``model``: backbone, its starting weights, split point, architecture and heads."""
 
 from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union, get_type_hints
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, create_model, model_validator
 
+from mtl_models.nn.architectures import ARCHITECTURES, MultiTaskModel
 from mtl_models.nn.backbones import BACKBONES, ZooBackbone
 from pipelines.config._base import Section
 
@@ -81,8 +82,49 @@ class BackboneConfig(Section):
         return {**size, **(self.model_extra or {})}
 
 
+# what every architecture is built from; its own keyword arguments after these are its
+# hyperparameters
+_BUILT = frozenset(inspect.signature(MultiTaskModel.__init__).parameters)
+
+
+def architecture_hyperparameters(cls: type[MultiTaskModel]) -> list[inspect.Parameter]:
+    """The typed keyword arguments an architecture takes besides what every one is built
+    from (its ``model.architecture`` keys)."""
+    return [p for p in inspect.signature(cls.__init__).parameters.values() if p.name not in _BUILT]
+
+
+class _Architecture(Section):
+    def args(self) -> dict[str, Any]:
+        """The hyperparameters, as the architecture's keyword arguments."""
+        return self.model_dump(exclude={"name"})
+
+
+def _architecture_union() -> Any:
+    """One config model per registered architecture, built from its typed ``__init__`` (as
+    the weighting methods are): an architecture added to ``mtl_models.nn.architectures`` is
+    configurable, validated and searchable without further code."""
+    models = []
+    for name, cls in ARCHITECTURES.items():
+        hints = get_type_hints(cls.__init__)
+        fields: dict[str, Any] = {"name": (Literal[name], ...)}
+        for param in architecture_hyperparameters(cls):
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            fields[param.name] = (hints[param.name], default)
+        models.append(create_model(f"{cls.__name__}Config", __base__=_Architecture, **fields))
+    return Annotated[Union[tuple(models)], Field(discriminator="name")]  # noqa: UP007
+
+
+ArchitectureConfig = _architecture_union()
+
+
 class ModelConfig(Section):
     backbone: BackboneConfig = BackboneConfig()
+    architecture: ArchitectureConfig = Field(  # type: ignore[valid-type]
+        default_factory=lambda: {"name": "hps"},
+        validate_default=True,
+        description="how the tasks share the backbone: hps, mmoe, cgc, ple, dselect_k, mtan, "
+        'cross_stitch (README "Architectures")',
+    )
     shared_depth: int | str | None = Field(
         None,
         description="stages shared by all tasks, or the module where the task branches begin "
@@ -105,4 +147,20 @@ class ModelConfig(Section):
             )
         if split is not None and split > self.backbone.depth:
             raise ValueError(f"shared_depth {split} exceeds backbone.depth {self.backbone.depth}")
+        total = self.backbone.depth
+        shared = total if split is None else split
+        problem = ARCHITECTURES.get(self.architecture.name).split_problem(shared, total)
+        if problem:
+            raise ValueError(
+                f"architecture.name '{self.architecture.name}' with shared_depth {split} of "
+                f"backbone.depth {total}: {problem}"
+            )
         return self
+
+    def shares_parameters(self) -> bool:
+        """Whether some parameters feed every task (what gradient methods and affinity
+        need); a zoo backbone's depth is its own, so a split is judged as sharing a stage."""
+        total = self.backbone.depth
+        split = self.shared_depth
+        shared = total if split is None else (split if isinstance(split, int) else 1)
+        return ARCHITECTURES.get(self.architecture.name).shares_parameters(shared, total)

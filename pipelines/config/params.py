@@ -68,7 +68,7 @@ class Params(Section):
         check_weighting(
             WEIGHTINGS.get(method),
             f"train.weighting.method '{method}'",
-            shares_blocks=self.model.shared_depth != 0,
+            shares_blocks=self.model.shares_parameters(),
             joint_batches=self.train.schedule == "joint",
         )
         return self

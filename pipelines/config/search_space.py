@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from mtl_models._registry import Registry
+from mtl_models.nn.architectures import ARCHITECTURES
 from mtl_models.weighting import WEIGHTINGS
 from pipelines.config.overrides import get_path
 from pipelines.config.params import Params, overlay, params_dict, parse_params
@@ -49,24 +51,48 @@ def check_search_space(params: Params, source: str) -> None:
             except ConfigError as exc:
                 detail = str(exc).partition("\n")[2] or str(exc)
                 unknown = {loc for loc, kind in exc.problems if kind == "extra_forbidden"}
-                hyper = key.split(".")[2] if key.startswith("train.weighting.") else "method"
-                if hyper != "method" and f"train.weighting.{hyper}" in unknown:
-                    method = overlay(plain, conditions).train.weighting.method
-                    takers = [
-                        name
-                        for name, cls in WEIGHTINGS.items()
-                        if hyper in inspect.signature(cls.__init__).parameters
-                    ]
-                    hint = (
-                        f"e.g. when: {{train.weighting.method: {takers[0]}}}"
-                        if takers
-                        else "no weighting method takes it"
-                    )
-                    raise ConfigError(
-                        f"{where}: weighting method '{method}' takes no '{hyper}'; sample it "
-                        f"only for a method that does ({', '.join(takers) or 'none'}), {hint}"
-                    ) from None
+                hint = _plugin_hint(plain, conditions, key, unknown)
+                if hint:
+                    raise ConfigError(f"{where}: {hint}") from None
                 if unknown or any(kind == "not_a_section" for _, kind in exc.problems):
                     raise ConfigError(f"{where}: no such parameter\n{detail}") from None
                 raise ConfigError(f"{where}: {value!r} gives invalid params\n{detail}") from None
 
+
+# sections whose keys are the hyperparameters of a registered class, picked by one key
+_PLUGGED: dict[str, tuple[str, Registry[Any]]] = {
+    "train.weighting": ("method", WEIGHTINGS),
+    "model.architecture": ("name", ARCHITECTURES),
+}
+
+
+def _plugin_hint(plain: Params, conditions: dict[str, Any], key: str, unknown: set[str]) -> str:
+    """Why ``key`` (a hyperparameter of a weighting method or an architecture) is unknown
+    for the one the conditions pick, and how to sample it only where it exists ("" when
+    ``key`` is not such a hyperparameter)."""
+    section = next((s for s in _PLUGGED if key.startswith(f"{s}.")), None)
+    if section is None:
+        return ""
+    depth = section.count(".") + 1
+    hyper = key.split(".")[depth]
+    selector, registry = _PLUGGED[section]
+    # an unknown key's path may carry the union's tag: model.architecture.<name>.<key>
+    paths = [loc.split(".") for loc in unknown]
+    named = any(p[:depth] == section.split(".") and hyper in p[depth : depth + 2] for p in paths)
+    if hyper == selector or not named:
+        return ""
+    current = get_path(params_dict(overlay(plain, conditions)), f"{section}.{selector}")
+    takers = [
+        name
+        for name, cls in registry.items()
+        if hyper in inspect.signature(cls.__init__).parameters
+    ]
+    example = (
+        f"e.g. when: {{{section}.{selector}: {takers[0]}}}"
+        if takers
+        else f"no {registry.kind} takes it"
+    )
+    return (
+        f"{registry.kind} '{current}' takes no '{hyper}'; sample it only for "
+        f"one that does ({', '.join(takers) or 'none'}), {example}"
+    )

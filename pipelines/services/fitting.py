@@ -16,6 +16,7 @@ from mtl_models.augment.policy import ResolvedPolicy
 from mtl_models.inputs import ImageInput, InputSpec
 from mtl_models.losses import ClassWeighting
 from mtl_models.metrics import majority_labels
+from mtl_models.nn.architectures import ARCHITECTURES
 from mtl_models.nn.backbones import BACKBONES, Backbone
 from mtl_models.nn.model import ModelSpec, MultiTaskModel, build_backbone, build_model
 from mtl_models.nn.weights import WeightsError, WeightsReport, load_initial_weights
@@ -62,6 +63,8 @@ def model_spec(params: Params, tasks: list[TaskSpec], inputs: Sequence[InputSpec
         backbone=name,
         backbone_args=args if name == "auto" else BACKBONES.get(name).recorded_args(name, args),
         shared_depth=m.shared_depth,
+        architecture=m.architecture.name,
+        architecture_args=m.architecture.args(),
         head_hidden=m.head_hidden,
         dropout=m.dropout,
         image_size=image.size,
@@ -162,9 +165,16 @@ def starting_backbone(params: Params, spec: ModelSpec) -> tuple[Backbone, Weight
     except ValueError as exc:
         raise ConfigError(f"model.backbone: {exc}") from None
     try:
-        backbone.split_index(spec.shared_depth)
+        shared = backbone.split_index(spec.shared_depth)
     except ValueError as exc:
         raise ConfigError(f"model.shared_depth: {exc}") from None
+    total = len(backbone.block_names())
+    problem = ARCHITECTURES.get(spec.architecture).split_problem(shared, total)
+    if problem:
+        raise ConfigError(
+            f"model.architecture.name '{spec.architecture}' with model.shared_depth "
+            f"{spec.shared_depth} ({shared} of the backbone's {total} blocks shared): {problem}"
+        )
     if not cfg.pretrained and cfg.weights is None:
         return backbone, None
     file = None if cfg.weights is None else Path.cwd() / cfg.weights
@@ -213,6 +223,6 @@ def affinity_note(params: Params) -> str | None:
     if not params.train.affinity.enabled:
         return "train.affinity.enabled is false"
     return affinity_unavailable(
-        shares_blocks=params.model.shared_depth != 0,
+        shares_blocks=params.model.shares_parameters(),
         joint_batches=params.train.schedule == "joint",
     )

@@ -13,7 +13,7 @@ from pipelines import tracking
 from pipelines.config import Params, overlay
 from pipelines.data.splits import load_input_specs, load_split, split_digest
 from pipelines.files import ProjectPaths, atomic_dir, write_json
-from pipelines.services import plots
+from pipelines.services import gates, plots
 from pipelines.services.affinity import write_affinity_report
 from pipelines.services.augmentation import log_augmentation, resolve_augmentation
 from pipelines.services.best_params import apply_best_params
@@ -64,7 +64,7 @@ def _train(
     # a runs table tells trainings apart by name: what trained, on which split
     name = (
         f"train {params.train.weighting.method} {params.model.backbone.name} "
-        f"split-{split_digest(paths)[:7]}"
+        f"{params.model.architecture.name} split-{split_digest(paths)[:7]}"
     )
     with tracking.training_run(params, paths.root, name, project_run=project_run) as run:
         mlflow.set_tags({"mtlflow.stage": "train", "data.split_sha256": split_digest(paths)})
@@ -83,7 +83,11 @@ def _train(
             f"weighting {params.train.weighting.method}, device {device_for(params, shard)}"
             f"{ddp}, MLflow run {run.info.run_id}"
         )
-        callbacks = [tracking.EpochPrinter(), tracking.MlflowEpochLogger()]
+        callbacks = [
+            tracking.EpochPrinter(),
+            tracking.MlflowEpochLogger(),
+            gates.GateWeightsLogger(),
+        ]
         fitted = fit(params, train_data, val_data, policy, callbacks, input_specs, shard)
         result = fitted.result
         mlflow.log_metrics({"best_epoch": result.best_epoch, "best_val_score": result.best_score})
@@ -94,6 +98,7 @@ def _train(
         mlflow.log_artifact(str(curves), artifact_path="plots")
         if result.history[-1].gradient_cosine is not None:  # gradient methods only
             plots.log_figure(plots.gradient_cosine(result.history), "plots/gradient_cosine.png")
+        gates.log_gate_weights(result.history)  # gated architectures only
         affinity = write_affinity_report(params, [t.name for t in tasks], result, paths)
         if affinity.get("enabled"):
             mlflow.log_artifact(str(paths.affinity_file))

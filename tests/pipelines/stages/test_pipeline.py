@@ -110,7 +110,8 @@ def test_the_training_run_is_named_and_described_for_a_runs_table(pipeline_run):
     run = client.get_run(pipeline_run.run_info["run_id"])
     params = pipeline_run.params
     assert run.info.run_name.startswith(
-        f"train {params.train.weighting.method} {params.model.backbone.name} split-"
+        f"train {params.train.weighting.method} {params.model.backbone.name} "
+        f"{params.model.architecture.name} split-"
     )
     note = run.data.tags["mlflow.note.content"]
     assert note.startswith("## Test metrics")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mtl_models.inputs import FeatureInput, ImageInput
+from mtl_models.nn.architectures import ARCHITECTURES
 from mtl_models.nn.model import ModelSpec, build_model
 from mtl_models.tasks import TaskSpec
 from mtl_models.train.acceleration import Acceleration
@@ -124,3 +125,27 @@ def test_every_weighting_method_steps_under_bf16_and_channels_last(method):
     after = list(model.parameters())
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in after)
     assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES.names())
+def test_every_architecture_steps_under_bf16_and_channels_last_with_a_gradient_method(
+    architecture,
+):
+    """Experts, gates, attention masks and stitches in bf16 autocast and NHWC, with UPGrad
+    combining the per-task gradients of their features: finite fp32 updates."""
+    spec, inputs, labels = image_data(n=32)
+    spec = ModelSpec(**{**spec.__dict__, "shared_depth": 1, "architecture": architecture})
+    model = build_model(spec)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = Trainer(
+        model,
+        build_weighting("upgrad", ["a", "b"]),
+        epochs=1,
+        acceleration=Acceleration(bf16=True, channels_last=True),
+    )
+    stats = trainer.train_epoch(make_loader(MultiTaskDataset(inputs, labels), 16, shuffle=True))
+    assert np.isfinite(stats.loss) and stats.weights is not None
+    after = list(model.parameters())
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in after)
+    moved = [not torch.equal(a, b) for a, b in zip(before, after, strict=True)]
+    assert sum(moved) >= 0.9 * len(moved)  # (nearly) every parameter was stepped

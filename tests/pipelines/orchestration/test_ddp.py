@@ -87,12 +87,18 @@ def train_runs(root: Path) -> list:
     )
 
 
-def test_two_gloo_processes_train_the_one_process_model(template, tmp_path):
+@pytest.mark.parametrize(
+    "architecture",
+    [[], ["--set", "model.architecture.name=mmoe", "--set", "model.shared_depth=1"]],
+    ids=["hps", "mmoe"],
+)
+def test_two_gloo_processes_train_the_one_process_model(template, tmp_path, architecture):
+    """Hard sharing, and a gated mixture (experts, gates: every parameter in every step)."""
     single, ddp = copy_of(template, tmp_path / "single"), copy_of(template, tmp_path / "ddp")
 
-    one = run(["mtlflow", "train"], single)
+    one = run(["mtlflow", "train", *architecture], single)
     assert one.returncode == 0, one.stderr[-3000:]
-    two = run([*TORCHRUN, "train"], ddp)
+    two = run([*TORCHRUN, "train", *architecture], ddp)
     assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-10000:]
     assert "x 2 processes (DDP)" in two.stdout
     assert "no task affinity under DDP" in two.stdout

@@ -50,7 +50,7 @@ class WeightingMethod(nn.Module, ABC):
     def backward(
         self,
         losses: Sequence[Tensor],
-        features: Tensor | None = None,
+        features: Tensor | Sequence[Tensor] | None = None,
         shared_params: Sequence[Tensor] = (),
     ) -> StepResult:
         """Accumulate gradients into ``.grad`` of the model (and of this module's parameters).

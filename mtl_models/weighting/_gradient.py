@@ -53,7 +53,7 @@ class AggregatorWeighting(WeightingMethod):
     def backward(
         self,
         losses: Sequence[Tensor],
-        features: Tensor | None = None,
+        features: Tensor | Sequence[Tensor] | None = None,
         shared_params: Sequence[Tensor] = (),
     ) -> StepResult:
         # the trainer passes both (check_weighting refuses a model that shares nothing)

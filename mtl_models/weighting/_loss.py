@@ -22,7 +22,7 @@ class ScalarizerWeighting(WeightingMethod):
     def backward(
         self,
         losses: Sequence[Tensor],
-        features: Tensor | None = None,
+        features: Tensor | Sequence[Tensor] | None = None,
         shared_params: Sequence[Tensor] = (),
     ) -> StepResult:
         stacked = torch.stack(list(losses))

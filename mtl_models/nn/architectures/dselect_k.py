@@ -32,9 +32,16 @@ class DSelectGate(nn.Module):
         super().__init__()
         self.k, self.gamma = k, gamma
         bits = max(1, math.ceil(math.log2(experts)))
-        codes = [[(e >> b) & 1 for b in range(bits)] for e in range(experts)]
+        codes = [[(c >> b) & 1 for b in range(bits)] for c in range(2**bits)]
         self.codes: Tensor
         self.register_buffer("codes", torch.tensor(codes, dtype=torch.float32), persistent=False)
+        # with fewer experts than codes, code c picks expert c mod experts: every code is
+        # some expert, so the selection always sums to 1 (an unused code cannot trap it)
+        owner = torch.arange(2**bits) % experts
+        self.owners: Tensor
+        self.register_buffer(
+            "owners", nn.functional.one_hot(owner, experts).float(), persistent=False
+        )
         self.decisions = nn.Linear(width, k * bits)
         self.selector_logits = nn.Linear(width, k)
         # start every decision inside the smooth region, so each selector can still move
@@ -45,10 +52,8 @@ class DSelectGate(nn.Module):
         batch = x.shape[0]
         s = smooth_step(self.decisions(x), self.gamma).view(batch, self.k, 1, -1)  # [B,k,1,m]
         codes = self.codes.to(s.dtype)
-        # probability of each expert's binary code under each selector: [B, k, E]
-        chosen = (s * codes + (1 - s) * (1 - codes)).prod(-1)
-        # with fewer experts than codes, the unused codes' share is spread back over the rest
-        chosen = chosen / chosen.sum(-1, keepdim=True).clamp_min(1e-12)
+        # probability of each binary code under each selector, then per expert: [B, k, E]
+        chosen = (s * codes + (1 - s) * (1 - codes)).prod(-1) @ self.owners.to(s.dtype)
         mixing = torch.softmax(self.selector_logits(x), dim=-1).unsqueeze(-1)  # [B, k, 1]
         return (mixing * chosen).sum(1)
 

@@ -54,7 +54,8 @@ class HardSharing(MultiTaskModel):
         representations = {
             name: self.pool(self.branches[task_key(name)](shared)) for name in self.task_names
         }
-        return representations, shared
+        # nothing shared (shared_depth 0): the raw inputs, a dict for several, are no feature
+        return representations, shared if isinstance(shared, Tensor) else ()
 
     def shared_modules(self) -> list[nn.Module]:
         return [self.trunk]

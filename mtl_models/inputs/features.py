@@ -68,6 +68,7 @@ class FeatureInput(InputSpec):
     Config = FeaturesInputConfig
     backbone = "mlp"
     fusion_depth = 1
+    tabular = True
 
     numeric: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()

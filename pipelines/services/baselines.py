@@ -60,7 +60,9 @@ def fit_single_task(
         nested=True,
         experiment_id=experiment_id,  # the parent's, not whatever experiment is active
     ) as run:
-        mlflow.set_tags({"mtlflow.stage": "baseline", "mtlflow.task": task.name})
+        mlflow.set_tags(
+            {"mtlflow.stage": "baseline", "mtlflow.task": task.name, "mtlflow.baseline": "network"}
+        )
         mlflow.log_params(tracking.flatten(params_dict(single)))
         fitted = fit(
             single,

@@ -1,8 +1,8 @@
-"""Why a task is not learning: Δm against single-task baselines and ``reports/diagnosis.md``.
+"""Why a task is not learning: the suggestions of ``reports/diagnosis.md``.
 
-``evaluate`` calls both. Everything here reads measurements (test predictions, the training
-labels, ``reports/affinity.json``, ``reports/baselines.json``) and says what they show; each
-suggestion names the number that triggered it.
+``evaluate`` calls them. Everything here reads measurements (test predictions, the training
+labels, ``reports/affinity.json``, the Δm block of ``services.comparison``) and says what they
+show; each suggestion names the number that triggered it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from mtl_models.metrics import delta_m
 from mtl_models.tasks import TaskSpec
 from mtl_models.weighting import WEIGHTINGS
 
@@ -27,85 +26,6 @@ LAG = 0.10
 # Mean incoming lookahead affinity below this: the other tasks' steps raise the task's loss.
 PULLED_BACK = -1e-3
 GRADIENT_METHODS_FOR_CONFLICT = "upgrad` or `pcgrad"
-
-
-def compare_with_baselines(
-    per_task: Mapping[str, Mapping[str, Any]],
-    baselines: Mapping[str, Any] | None,
-    split_sha256: str,
-) -> dict[str, Any]:
-    """The ``baselines`` block of ``metrics.json``: Δm and each task's relative gain.
-
-    Tasks whose single-task score is not positive (QWK or R² of 0 or below) have no relative
-    gain, so they are listed under ``excluded`` with their absolute difference and left out
-    of Δm. Baselines trained on another split or for other tasks are not compared.
-    """
-    if not baselines or not baselines.get("enabled"):
-        return {
-            "note": "no single-task baselines; "
-            "`mtlflow baselines --set baselines.enabled=true` trains them"
-        }
-    if baselines.get("split_sha256") != split_sha256:
-        return {
-            "note": "reports/baselines.json was trained on another split; "
-            "run `mtlflow baselines` again"
-        }
-    single = baselines["tasks"]
-    if set(single) != set(per_task):
-        return {
-            "note": f"reports/baselines.json covers tasks {sorted(single)}, the model "
-            f"{sorted(per_task)}; run `mtlflow baselines` again"
-        }
-    multi_scores, single_scores, excluded = {}, {}, {}
-    for task, m in per_task.items():
-        mtl, st = float(m["score"]), float(single[task]["score"])
-        if not np.isfinite(mtl) or not np.isfinite(st) or st <= 0:
-            excluded[task] = {
-                "multi_task": mtl,
-                "single_task": st,
-                "difference": mtl - st,
-                "reason": "single-task score is not positive: no relative gain"
-                if np.isfinite(st)
-                else "no score (no labelled test samples)",
-            }
-        else:
-            multi_scores[task], single_scores[task] = mtl, st
-    if not multi_scores:
-        return {"note": "no task has a positive single-task score", "excluded": excluded}
-    value, gains = delta_m(multi_scores, single_scores)
-    return {
-        "delta_m": value,
-        "tasks": {
-            task: {
-                "metric": single[task].get("metric"),
-                "multi_task": multi_scores[task],
-                "single_task": single_scores[task],
-                "gain": gains[task],
-            }
-            for task in multi_scores
-        },
-        "excluded": excluded,
-        "baselines_run_id": baselines.get("mlflow_run_id"),
-    }
-
-
-def format_gains(block: Mapping[str, Any]) -> str:
-    """The per-task gains table of the ``baselines`` block, as text."""
-    if "delta_m" not in block:
-        return f"Δm: {block.get('note', 'not computed')}"
-    lines = [f"{'task':<20} {'multi-task':>10} {'single-task':>11} {'gain':>8}"]
-    for task, row in block["tasks"].items():
-        lines.append(
-            f"{task:<20} {row['multi_task']:>10.3f} {row['single_task']:>11.3f} "
-            f"{row['gain']:>+8.1%}"
-        )
-    for task, row in block.get("excluded", {}).items():
-        lines.append(
-            f"{task:<20} {row['multi_task']:>10.3f} {row['single_task']:>11.3f} {'n/a':>8}"
-        )
-    n = len(block["tasks"])
-    lines.append(f"Δm = {block['delta_m']:+.2%} over {n} tasks (multi-task vs single-task)")
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------- diagnosis.md

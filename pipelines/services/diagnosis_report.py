@@ -72,6 +72,19 @@ def _task_section(
     return lines
 
 
+def _boosted_lines(block: Mapping[str, Any]) -> list[str]:
+    """Δm against the gradient-boosted trees, with each task's gain, when it was computed."""
+    if "delta_m" not in block:
+        return []
+    gains = ", ".join(f"{task} {row['gain']:+.1%}" for task, row in block["tasks"].items())
+    return [
+        "",
+        f"**Δm = {block['delta_m']:+.2%}** against gradient-boosted trees (scikit-learn's "
+        f"`HistGradientBoosting*`, one per task, same split; negative: the trees do better): "
+        f"{gains}.",
+    ]
+
+
 def diagnosis_markdown(
     tasks: Sequence[TaskSpec],
     metrics: Mapping[str, Any],
@@ -129,6 +142,7 @@ def diagnosis_markdown(
         )
     else:
         lines.append(f"Δm: {comparison.get('note', 'not computed')}.")
+    lines += _boosted_lines(metrics.get("gradient_boosting") or {})
     if affinity and affinity.get("enabled"):
         groups = " | ".join(", ".join(g) for g in affinity["grouping"]["groups"])
         lines.append("")

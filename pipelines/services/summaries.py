@@ -32,7 +32,7 @@ def metrics_rows(metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def metrics_markdown(metrics: Mapping[str, Any]) -> list[str]:
-    """The per-task test table, the mean score and Δm when baselines exist."""
+    """The per-task test table, the mean score and Δm against each baseline that exists."""
     lines = ["| task | " + " | ".join(c.replace("_", " ") for c in METRIC_COLUMNS) + " |"]
     lines.append("|---" * (len(METRIC_COLUMNS) + 1) + "|")
     for row in metrics_rows(metrics):
@@ -46,6 +46,9 @@ def metrics_markdown(metrics: Mapping[str, Any]) -> list[str]:
     delta_m = (metrics.get("baselines") or {}).get("delta_m")
     if delta_m is not None:
         lines.append(f"Δm against single-task baselines: {delta_m:+.2%}.")
+    boosted = (metrics.get("gradient_boosting") or {}).get("delta_m")
+    if boosted is not None:
+        lines.append(f"Δm against gradient-boosted trees (one per task): {boosted:+.2%}.")
     return lines
 
 

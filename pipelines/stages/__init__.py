@@ -61,8 +61,9 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "baselines",
-        "Train one single-task model per task (same backbone, budget, split) for Δm; needs "
-        "baselines.enabled (`--set baselines.enabled=true`).",
+        "Train one single-task model per task (same backbone, budget, split), and for tables "
+        "one gradient-boosted model per task, for Δm; needs baselines.enabled "
+        "(`--set baselines.enabled=true`).",
         takes_overrides=True,
         mlproject_sets=("baselines.enabled=true",),
     ),

@@ -17,15 +17,14 @@ import pytest
 
 from mtl_models.metrics import majority_labels, summarize, task_metrics
 from mtl_models.tasks import TaskSpec
+from pipelines.services.comparison import compare_with_baselines, format_gains
 from pipelines.services.diagnosis import (
     LAG,
     NEGATIVE_TRANSFER,
     PULLED_BACK,
     RARE_SHARE,
     Finding,
-    compare_with_baselines,
     find_issues,
-    format_gains,
 )
 from pipelines.services.diagnosis_report import diagnosis_markdown
 

@@ -113,6 +113,22 @@ def test_one_nested_run_per_task_under_one_parent_with_its_test_scores(compared)
         assert parent.data.metrics[f"baseline/{task}/score"] == pytest.approx(entry["score"])
 
 
+def test_images_get_no_gradient_boosting_only_a_note_saying_why(compared):
+    """Trees read table rows: for the defect images the report and evaluate say so."""
+    boosted = compared.baselines["gradient_boosting"]
+    assert boosted == {
+        "enabled": False,
+        "note": "gradient boosting skipped: it reads table (features) inputs only, "
+        "not 'image' (image)",
+    }
+    assert compared.metrics["gradient_boosting"] == {"note": boosted["note"]}
+    client = compared.client
+    run = client.get_run(compared.run_info["run_id"])
+    assert "test/delta_m_gradient_boosting" not in run.data.metrics
+    parent = client.get_run(compared.baselines["mlflow_run_id"])
+    assert not any(k.startswith("gradient_boosting/") for k in parent.data.metrics)
+
+
 def test_a_lone_left_or_right_task_trains_without_the_horizontal_flip(compared):
     tasks = compared.baselines["tasks"]
     for task in TASKS:
@@ -163,7 +179,7 @@ def test_baselines_of_another_split_are_not_compared(compared, tmp_path):
     paths.reports_dir.mkdir(parents=True)
     stale = dict(compared.baselines, split_sha256="0" * 64)
     paths.baselines_file.write_text(json.dumps(stale))
-    from pipelines.services.diagnosis import compare_with_baselines
+    from pipelines.services.comparison import compare_with_baselines
 
     block = compare_with_baselines(compared.metrics["tasks"], stale, split_sha256="1" * 64)
     assert "delta_m" not in block and "another split" in block["note"]

@@ -184,9 +184,10 @@ def find_issues(
             text = (
                 f"is better learned alone: the single-task model scores {gain['single_task']:.3f}"
                 f" against {gain['multi_task']:.3f} here ({gain['gain']:+.1%}), so sharing costs "
-                "it. Share fewer blocks (a lower `model.shared_depth`), or try "
-                f"`train.weighting.method: {GRADIENT_METHODS_FOR_CONFLICT}`, which remove "
-                "conflicting gradient components"
+                "it. Share fewer blocks (a lower `model.shared_depth`), let each task choose "
+                "what it shares (`model.architecture.name: mmoe` or `cgc`, gates over "
+                f"experts), or try `train.weighting.method: {GRADIENT_METHODS_FOR_CONFLICT}`, "
+                "which remove conflicting gradient components"
             )
             if group is not None:
                 text += f", or train it with its affinity group only ({', '.join(group)})"

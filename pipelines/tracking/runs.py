@@ -17,7 +17,7 @@ import mlflow
 import pandas as pd
 from mlflow.entities import Run
 
-from mtl_models.train.trainer import Callback, EpochLog
+from mtl_models.train.trainer import Callback, EpochLog, FitResult
 from pipelines.config import Params
 from pipelines.files import sqlite_lock
 
@@ -176,7 +176,18 @@ def run_url(params: Params, run_id: str, host: str = "http://127.0.0.1:5000") ->
 
 
 class MlflowEpochLogger(Callback):
-    """Logs each epoch's losses, effective weights and validation metrics (step = epoch)."""
+    """Logs each epoch's losses, effective weights and validation metrics (step = epoch).
+
+    The UI's chart view makes a section per key prefix: pairwise matrices (gradient cosine,
+    lookahead affinity: T x (T - 1) keys) would bury the scores people compare first. So a
+    pair matrix is logged as one summary metric per task (``train/<task>/grad_cosine``: its
+    mean cosine with the others; ``train/<task>/affinity_received``: the mean lookahead
+    affinity the others give it), and every epoch's pairs as an MLflow table at the end
+    (``tables/gradient_cosine.json``, ``tables/affinity.json``; heatmaps are plots).
+    """
+
+    def __init__(self) -> None:
+        self.pairs: dict[str, list[dict[str, Any]]] = {"gradient_cosine": [], "affinity": []}
 
     def on_epoch_end(self, log: EpochLog) -> None:
         metrics: dict[str, float] = {"train/loss": log.train_loss, "val/score": log.val_score}
@@ -184,23 +195,35 @@ class MlflowEpochLogger(Callback):
             metrics[f"train/{task}/loss"] = loss
         for task, weight in log.weights.items():
             metrics[f"weights/{task}"] = weight
-        if log.gradient_cosine is not None:
-            names = list(log.task_losses)
-            for i, a in enumerate(names):
-                for j in range(i + 1, len(names)):
-                    metrics[f"grad_cosine/{a}/{names[j]}"] = log.gradient_cosine[i][j]
-        if log.affinity is not None:
-            names = list(log.task_losses)
-            for i, source in enumerate(names):
-                for j, target in enumerate(names):
-                    value = log.affinity[i][j]
-                    if i != j and math.isfinite(value):
-                        metrics[f"affinity/{source}/{target}"] = value
+        names = list(log.task_losses)
+        for table, matrix, summary, given in (
+            ("gradient_cosine", log.gradient_cosine, "grad_cosine", False),
+            ("affinity", log.affinity, "affinity_received", True),
+        ):
+            if matrix is None:
+                continue
+            for j, target in enumerate(names):
+                # the cosine is symmetric: a task's row; the affinity a task receives: its column
+                values = [matrix[i][j] if given else matrix[j][i] for i in range(len(names))]
+                others = [v for i, v in enumerate(values) if i != j and math.isfinite(v)]
+                if others:
+                    metrics[f"train/{target}/{summary}"] = sum(others) / len(others)
+            self.pairs[table] += [
+                {"epoch": log.epoch, "source": a, "target": b, "value": matrix[i][j]}
+                for i, a in enumerate(names)
+                for j, b in enumerate(names)
+                if i != j and math.isfinite(matrix[i][j])
+            ]
         for task, values in log.val_metrics.items():
             for name, value in values.items():
                 if isinstance(value, (int, float)) and name != "n":
                     metrics[f"val/{task}/{name}"] = float(value)
         mlflow.log_metrics(metrics, step=log.epoch)
+
+    def on_train_end(self, result: FitResult) -> None:
+        for table, rows in self.pairs.items():
+            if rows:
+                mlflow.log_table(pd.DataFrame(rows), artifact_file=f"tables/{table}.json")
 
 
 class EpochPrinter(Callback):

@@ -12,7 +12,7 @@ from mtl_models.nn.architectures import HardSharing
 from mtl_models.nn.backbones import ConvNet
 from mtl_models.nn.checkpoint import SPEC_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint
 from mtl_models.nn.heads import Decoded
-from mtl_models.nn.model import ModelSpec, MultiTaskModel, build_model
+from mtl_models.nn.model import ModelSpec, build_model
 from mtl_models.tasks import TaskSpec
 
 NAN = float("nan")

@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from mtl_models.nn.architectures import HardSharing
 from mtl_models.metrics import summarize
+from mtl_models.nn.architectures import HardSharing
 from mtl_models.nn.backbones import ConvNet
 from mtl_models.nn.model import MultiTaskModel
 from mtl_models.tasks import TaskSpec

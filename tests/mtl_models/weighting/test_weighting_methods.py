@@ -14,7 +14,6 @@ from torch import Tensor
 
 from mtl_models.nn.architectures import HardSharing
 from mtl_models.nn.backbones import ConvNet
-from mtl_models.nn.model import MultiTaskModel
 from mtl_models.tasks import TaskSpec
 from mtl_models.train.trainer import Trainer
 from mtl_models.weighting import StepResult, WeightingMethod, build_weighting

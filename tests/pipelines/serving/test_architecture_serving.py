@@ -87,7 +87,7 @@ def test_a_ple_model_trains_logs_its_gates_serves_and_exports(tmp_path: Path) ->
         assert sum(task.values()) == pytest.approx(1.0, abs=1e-5)
     images = {a.path for a in client.list_artifacts(run_.info.run_id, "images")}
     assert any("gate_weights+step+4" in p for p in images)  # a heatmap per epoch, stepped
-    assert "affinity/kind/value" in run_.data.metrics  # affinity steps the shared experts
+    assert "train/value/affinity_received" in run_.data.metrics  # steps the shared experts
 
     model, spec = load_checkpoint(
         paths.models_dir / "model.pt", paths.models_dir / "model_spec.json"

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from pipelines.errors import MtlflowError
+from pipelines.redaction import redact
 from pipelines.stages import PIPELINE, STAGES, stage
 
 app = typer.Typer(
@@ -42,7 +43,7 @@ def _startup() -> None:
 
 
 def _fail(exc: MtlflowError) -> typer.Exit:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {redact(str(exc))}", fg=typer.colors.RED, err=True)
     return typer.Exit(2)
 
 
@@ -110,7 +111,7 @@ def _summary(params: Path, set_: list[str] | None, table: bool) -> None:
         print(f"model {decision['model_name']} v{decision['version']} {state} @{decision['alias']}")
     uri = tracking.configure(cfg)
     print("\nOpen the run in the MLflow UI:")
-    print(f"  mlflow ui --backend-store-uri {uri} --workers 1")
+    print(f"  mlflow ui --backend-store-uri {redact(uri)} --workers 1")
     with contextlib.suppress(mlflow.exceptions.MlflowException):  # run deleted: no link
         print(f"  then browse {tracking.run_url(cfg, run_info['run_id'])}")
 

@@ -15,6 +15,7 @@ import yaml
 from pipelines.config import Params, overlay, params_dict
 from pipelines.errors import ConfigError
 from pipelines.files import ProjectPaths, atomic_write_bytes
+from pipelines.redaction import redact_values
 
 HEADER = (
     "# Written by `mtlflow tune` (dvc stage `tune`). `mtlflow train` applies `params` over\n"
@@ -45,7 +46,7 @@ def study_name(params: Params) -> str:
 
 
 def write_best_params(paths: ProjectPaths, content: dict[str, Any]) -> None:
-    body = yaml.safe_dump(content, sort_keys=False, default_flow_style=False)
+    body = yaml.safe_dump(redact_values(content), sort_keys=False, default_flow_style=False)
     atomic_write_bytes(paths.best_params, (HEADER + body).encode())
 
 

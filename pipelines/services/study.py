@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from pipelines.config import Params, get_path, params_dict
 from pipelines.errors import ConfigError, MtlflowError
 from pipelines.files import ProjectPaths, atomic_dir, sqlite_lock
+from pipelines.redaction import redact
 from pipelines.services import plots
 from pipelines.services.best_params import study_name, write_best_params
 
@@ -63,9 +64,13 @@ def open_storage(params: Params) -> RDBStorage:
             time.sleep(0.5 * (attempt + 1))
         except (sqlalchemy.exc.ArgumentError, ImportError, ValueError) as exc:
             raise ConfigError(
-                f"tune.storage {cfg.storage!r}: not a usable database URL ({exc})"
+                f"tune.storage {redact(cfg.storage)!r}: not a usable database URL "
+                f"({redact(str(exc))})"
             ) from None
-    raise MtlflowError(f"tune.storage {cfg.storage!r}: cannot open the study database ({last})")
+    raise MtlflowError(
+        f"tune.storage {redact(cfg.storage)!r}: cannot open the study database "
+        f"({redact(str(last))})"
+    )
 
 
 def make_sampler(params: Params, seed: int) -> optuna.samplers.BaseSampler:
@@ -109,7 +114,6 @@ def load_study(params: Params, storage: RDBStorage, seed: int) -> optuna.Study:
     )
 
 
-
 def objective_value(trial: FrozenTrial, multi: bool) -> float:
     return float(np.mean(trial.values)) if multi else float(trial.value)  # type: ignore[arg-type]
 
@@ -121,7 +125,6 @@ def best_trial(study: optuna.Study, multi: bool) -> FrozenTrial | None:
     if not multi:
         return study.best_trial
     return max(study.best_trials, key=lambda t: objective_value(t, True))
-
 
 
 @contextmanager
@@ -196,4 +199,3 @@ def report_study(params: Params, paths: ProjectPaths, study: optuna.Study, multi
         f"wrote {paths.best_params}"
     )
     return content
-

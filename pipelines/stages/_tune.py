@@ -17,6 +17,7 @@ from pipelines import tracking
 from pipelines.config import Params
 from pipelines.data.splits import load_input_specs, load_split, split_digest
 from pipelines.files import ProjectPaths, sqlite_lock
+from pipelines.redaction import redact
 from pipelines.services.augmentation import resolve_augmentation
 from pipelines.services.best_params import write_best_params
 from pipelines.services.fitting import check_backbone
@@ -64,7 +65,7 @@ def tune(params: Params, paths: ProjectPaths, project_run: str | None = None) ->
             study.enqueue_trial(default_values(params), skip_if_exists=True)
     remaining = cfg.n_trials - done
     print(
-        f"tune: study {study.study_name} in {cfg.storage}: {done} finished trials, "
+        f"tune: study {study.study_name} in {redact(cfg.storage)}: {done} finished trials, "
         f"{max(remaining, 0)} to run ({cfg.epochs} epochs each, pruner {cfg.pruner.name}"
         f"{', off for per-task objectives' if multi and cfg.pruner.name != 'none' else ''})"
     )

@@ -20,6 +20,7 @@ from mlflow.entities import Run
 from mtl_models.train.trainer import Callback, EpochLog, FitResult
 from pipelines.config import Params
 from pipelines.files import sqlite_lock
+from pipelines.redaction import redact_values
 
 
 def tracking_uri(params: Params) -> str:
@@ -61,9 +62,9 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     parameter holding its JSON.
     """
     if not isinstance(data, dict):
-        return {prefix: data}
+        return {prefix: redact_values(data)}  # a storage URL's password is no param
     if prefix and not all(_PARAM_KEY.match(str(key)) for key in data):
-        return {prefix: json.dumps(data)}
+        return {prefix: json.dumps(redact_values(data))}
     flat: dict[str, Any] = {}
     for key, value in data.items():
         flat |= flatten(value, f"{prefix}.{key}" if prefix else str(key))

@@ -63,6 +63,12 @@ def registry_line(decision: Mapping[str, Any], version_url: str) -> str:
             f"promoted to `@{alias}` (beats {previous:.4f} of version "
             f"{decision['previous_champion_version']})"
         )
-    return head + (
-        f"registered; `@{alias}` stays on version {decision['champion_version']} ({previous:.4f})"
+    champion = decision["champion_version"]
+    score = decision.get("champion_score", previous)
+    if champion == decision.get("previous_champion_version"):
+        return head + f"registered; `@{alias}` stays on version {champion} ({score:.4f})"
+    # a better model was registered at the same time and took the alias
+    return (
+        head
+        + f"registered; `@{alias}` is on version {champion} ({score:.4f}), registered meanwhile"
     )

@@ -10,7 +10,7 @@ from mlflow.exceptions import MlflowException
 
 from pipelines import tracking
 from pipelines.config import Params
-from pipelines.files import ProjectPaths, read_json, write_json
+from pipelines.files import ProjectPaths, read_json, sqlite_lock, write_json
 from pipelines.services.summaries import NOTE_TAG, registry_line
 
 SCORE_TAG = "mean_test_score"
@@ -26,6 +26,29 @@ def champion_score(client: MlflowClient, name: str, alias: str) -> tuple[str | N
     return version.version, (float(score) if score is not None else None)
 
 
+def settle_champion(
+    client: MlflowClient, name: str, alias: str, since: int, rounds: int = 5
+) -> None:
+    """Point ``alias`` at the best-scoring of its current version and every version
+    registered after ``since`` (the champion this register compared with): registrations
+    that ran at the same time (each tags its score before it decides) cannot leave the alias
+    on the worse one, because each re-checks after it moves it. Ties keep the earlier."""
+    for _ in range(rounds):
+        current, current_score = champion_score(client, name, alias)
+        candidates = (
+            [(current_score, -int(current))] if current and current_score is not None else []
+        )
+        for found in client.search_model_versions(f"name='{name}'"):
+            if int(found.version) > since and SCORE_TAG in found.tags:
+                candidates.append((float(found.tags[SCORE_TAG]), -int(found.version)))
+        if not candidates:
+            return
+        best = str(-max(candidates)[1])
+        if best == current:
+            return
+        client.set_registered_model_alias(name, alias, best)
+
+
 def register(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     """Register the model in ``models/run.json``; record the decision in ``reports/``."""
     run_info = read_json(paths.run_info, "train")
@@ -33,16 +56,22 @@ def register(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     score = float(metrics["summary"]["mean_score"])
     name, alias = params.registry.model_name, params.registry.alias
 
-    tracking.configure(params)
+    uri = tracking.configure(params)
     client = MlflowClient()
-    previous_version, previous_score = champion_score(client, name, alias)
-    version = mlflow.register_model(run_info["model_uri"], name)
-    client.set_model_version_tag(name, version.version, SCORE_TAG, f"{score:.6f}")
-    client.set_model_version_tag(name, version.version, "run_id", run_info["run_id"])
-
-    promote = previous_score is None or score > previous_score
+    # compare-and-move is one step: under a lock for a SQLite store; for a tracking server
+    # (no lock to take) ``settle_champion`` re-checks after moving, so the last writer
+    # leaves the alias on the best of the concurrent registrations
+    with sqlite_lock(uri):
+        previous_version, previous_score = champion_score(client, name, alias)
+        version = mlflow.register_model(run_info["model_uri"], name)
+        client.set_model_version_tag(name, version.version, SCORE_TAG, f"{score:.6f}")
+        client.set_model_version_tag(name, version.version, "run_id", run_info["run_id"])
+        if previous_score is None or score > previous_score:
+            client.set_registered_model_alias(name, alias, version.version)
+        settle_champion(client, name, alias, since=int(previous_version or 0))
+        champion, champion_score_now = champion_score(client, name, alias)
+    promote = champion == version.version
     if promote:
-        client.set_registered_model_alias(name, alias, version.version)
         reason = (
             f"no '{alias}' yet"
             if previous_score is None
@@ -51,8 +80,8 @@ def register(params: Params, paths: ProjectPaths) -> dict[str, Any]:
         print(f"register: {name} version {version.version} is now @{alias}: {reason}")
     else:
         print(
-            f"register: {name} version {version.version} registered; @{alias} stays on version "
-            f"{previous_version}: mean test score {score:.4f} <= {previous_score:.4f}"
+            f"register: {name} version {version.version} registered; @{alias} is on version "
+            f"{champion}: mean test score {score:.4f} <= {champion_score_now or float('nan'):.4f}"
         )
     decision = {
         "model_name": name,
@@ -60,7 +89,8 @@ def register(params: Params, paths: ProjectPaths) -> dict[str, Any]:
         "alias": alias,
         "promoted": promote,
         "score": score,
-        "champion_version": int(version.version if promote else previous_version),  # type: ignore[arg-type]
+        "champion_version": int(champion),  # type: ignore[arg-type]
+        "champion_score": champion_score_now,
         "previous_champion_version": int(previous_version) if previous_version else None,
         "previous_champion_score": previous_score,
         "run_id": run_info["run_id"],

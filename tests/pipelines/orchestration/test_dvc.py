@@ -105,3 +105,30 @@ def test_your_own_files_are_a_dvc_dependency_of_split(tmp_path):
     assert ran(again.stdout) == ["split"]
     sizes = json.loads((project / "data/splits/split.json").read_text())
     assert sum(v["n"] for v in sizes.values()) == len(lines) - 11
+
+
+def test_a_failed_split_under_dvc_repro_keeps_the_previous_splits(tmp_path):
+    """DVC deletes a stage's outputs before running it unless they persist: a manifest naming
+    a missing image makes `dvc repro split` fail, and data/splits is still the last good one
+    (issue 18, item 1)."""
+    project = copy_project(tmp_path / "project")
+    made = run(["mtlflow", "prepare"], project)
+    assert made.returncode == 0, made.stderr
+    (project / "data" / "raw").rename(project / "data" / "mine")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"] |= {"source": "files", "dir": "data/mine"}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    first = run(["dvc", "repro", "split"], project)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    splits = project / "data" / "splits"
+    before = {p.relative_to(splits): p.read_bytes() for p in splits.rglob("*") if p.is_file()}
+
+    manifest = project / "data" / "mine" / "manifest.csv"
+    lines = manifest.read_text().splitlines()
+    image = lines[1].split(",")[0]
+    (project / "data" / "mine" / image).unlink()  # the manifest now names a missing image
+    failed = run(["dvc", "repro", "split"], project)
+    assert failed.returncode != 0
+    assert "missing or unreadable" in failed.stdout + failed.stderr
+    after = {p.relative_to(splits): p.read_bytes() for p in splits.rglob("*") if p.is_file()}
+    assert after == before

@@ -44,8 +44,17 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. train.lr=3e-4")
         try:
-            set_path(raw, key.strip(), yaml.safe_load(value))
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or "not valid YAML"
+            raise ConfigError(
+                f"override {item!r}: the value is not valid YAML ({problem}{where}); "
+                "quote a string, close a list or mapping"
+            ) from None
+        try:
+            set_path(raw, key.strip(), parsed)
         except ConfigError as exc:
             raise ConfigError(f"override {item!r}: {exc}") from None
     return raw
-

@@ -69,6 +69,27 @@ def process_group(params: Params) -> Iterator[Shard]:
         dist.destroy_process_group()
 
 
+def check_device(params: Params) -> None:
+    """``train.device`` names a device this machine has (before any run is started):
+    ``ConfigError`` naming the key and what there is otherwise."""
+    name = params.train.device
+    try:
+        device = resolve_device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"train.device {name!r}: not a device ({exc})") from None
+    available = {
+        "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
+        "mps": torch.backends.mps.is_available(),
+        "cpu": True,
+    }
+    if not available.get(device.type, False):
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise ConfigError(
+            f"train.device {name!r}: this machine has no such device ({found} CUDA "
+            "devices); use auto (CUDA when present, else CPU) or cpu"
+        )
+
+
 def device_for(params: Params, shard: Shard) -> torch.device:
     """``train.device``; under DDP on GPUs, this process's own GPU."""
     device = resolve_device(params.train.device)

@@ -31,7 +31,7 @@ from pipelines.config import Params
 from pipelines.data.splits import ArraysByInput
 from pipelines.errors import ConfigError
 from pipelines.services.augmentation import augmented_input
-from pipelines.services.distributed import device_for
+from pipelines.services.distributed import check_device, device_for
 
 
 def seed_everything(seed: int) -> None:
@@ -201,8 +201,10 @@ def starting_backbone(params: Params, spec: ModelSpec) -> tuple[Backbone, Weight
 
 
 def check_backbone(params: Params, input_specs: Sequence[InputSpec]) -> WeightsReport | None:
-    """Before any long work: the backbone builds, the split point is one of its blocks and
-    its starting weights are there and fit (``ConfigError`` naming the key otherwise)."""
+    """Before any long work (and any MLflow run): the device exists, the backbone builds,
+    the split point is one of its blocks and the architecture can use it, and its starting
+    weights are there and fit (``ConfigError`` naming the key otherwise)."""
+    check_device(params)
     spec = model_spec(params, params.task_specs(), input_specs or [ImageInput("image")])
     return starting_backbone(params, spec)[1]
 

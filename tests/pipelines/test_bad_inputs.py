@@ -1,0 +1,62 @@
+"""Bad input gets a one-line error naming the key, before any work (issue 18, item 7): an
+override whose value is broken YAML, a device the machine does not have."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+import torch
+
+from pipelines import stages
+from pipelines.config import load_params
+from pipelines.config.overrides import apply_overrides
+from pipelines.errors import ConfigError
+from pipelines.services.distributed import check_device
+from tests.helpers import run
+
+
+@pytest.mark.parametrize(
+    ("override", "column"), [("train.lr=[1,", 4), ("train.lr={a: ", 5), ("a.b='x", 3)]
+)
+def test_an_override_that_is_not_yaml_names_itself_and_where(override: str, column: int) -> None:
+    with pytest.raises(ConfigError) as err:
+        apply_overrides({}, [override])
+    message = str(err.value)
+    assert message.startswith(f"override {override!r}: the value is not valid YAML")
+    assert f"column {column}" in message and "\n" not in message
+
+
+def test_a_valid_override_still_parses_as_yaml() -> None:
+    raw = apply_overrides({}, ["train.lr=0.0003", "tune.search_space={}", "a.b=[1, 2]"])
+    assert raw == {"train": {"lr": 3e-4}, "tune": {"search_space": {}}, "a": {"b": [1, 2]}}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("cuda", r"train.device 'cuda': this machine has no such device \(0 CUDA devices\)"),
+        ("cuda:3", r"train.device 'cuda:3': this machine has no such device"),
+        ("gpu", r"train.device 'gpu': not a device"),
+    ],
+)
+def test_a_device_the_machine_lacks_is_refused_naming_the_key(project, device, message) -> None:
+    _, paths = project
+    params = load_params(paths.root / "params.yaml", [f"train.device={device}"])
+    with pytest.raises(ConfigError, match=message):
+        check_device(params)
+    check_device(load_params(paths.root / "params.yaml", ["train.device=cpu"]))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_on_a_missing_gpu_fails_before_any_mlflow_run(project) -> None:
+    params, paths = project
+    stages.prepare(params, paths)
+    stages.split(params, paths)
+    result = run(["mtlflow", "train", "--set", "train.device=cuda"], paths.root)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: train.device 'cuda': this machine has no such")
+    assert "Traceback" not in result.stdout + result.stderr
+    mlflow.set_tracking_uri(params.tracking.uri)
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []

@@ -19,6 +19,7 @@ from mtl_models.inputs import INPUTS, InputError, InputSpec, Raw, ReadContext, c
 from mtl_models.inputs._base import listing
 from mtl_models.tasks import TaskSpec
 from pipelines.config import ColumnRef, Params
+from pipelines.data.splits import column_split
 from pipelines.errors import DataError
 
 
@@ -122,10 +123,13 @@ class Dataset:
     raw: dict[str, Raw]  # name -> the raw values its kind reads, e.g. (numeric, categorical)
     specs: dict[str, InputSpec]
     groups: np.ndarray | None
+    # the split a table column gives (split.column): row indices, and how each was chosen
+    given_split: tuple[dict[str, np.ndarray], dict[str, dict[str, object]]] | None = None
 
 
 def read_dataset(params: Params, root: Path) -> Dataset:
-    """The whole dataset, checked: labels first (cheap), then every input's files."""
+    """The whole dataset, checked: labels, groups and a given split first (cheap), then
+    every input's files."""
     data = params.data
     folder = root / data.dir
     table = read_table(folder / data.table, data.header, data.source != "files")
@@ -141,6 +145,10 @@ def read_dataset(params: Params, root: Path) -> Dataset:
                 f"{table.source}: {table.row(row)}, column '{column}' (data.group) "
                 "is empty; every row needs its group"
             )
+    given_split = None
+    if params.split.column is not None:
+        column = table.column(params.split.column, "split.column")
+        given_split = column_split(table, column, groups)
     raw: dict[str, Raw] = {}
     specs: dict[str, InputSpec] = {}
     context = ReadContext(folder, data.default_image_size)
@@ -149,7 +157,7 @@ def read_dataset(params: Params, root: Path) -> Dataset:
             specs[name], raw[name] = INPUTS.get(cfg.kind).read(name, cfg, table, context)
         except InputError as exc:
             raise DataError(str(exc)) from None
-    return Dataset(table, labels, raw, specs, groups)
+    return Dataset(table, labels, raw, specs, groups, given_split)
 
 
 def fit_and_encode(

@@ -12,8 +12,10 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
 from mtl_models.inputs import InputSpec, input_from_dict, input_to_dict
@@ -21,12 +23,28 @@ from mtl_models.tasks import TaskSpec
 from pipelines.errors import DataError
 from pipelines.files import ProjectPaths, atomic_dir
 
+if TYPE_CHECKING:
+    from pipelines.data.dataset import Table
+
 SPLITS = ("train", "val", "test")
 INPUT_PREFIX = "input_"  # file name of each input's array: input_<name>.npy
 LABELS, TASKS = "labels.npy", "tasks.npy"
 INPUTS_FILE, SUMMARY_FILE = "inputs.json", "split.json"
 
 ArraysByInput = dict[str, np.ndarray]  # one split's encoded arrays, by input name
+
+# what a split column may say (any case): the names, and the spellings public datasets use
+SPLIT_VALUES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
+EXPECTED_VALUES = "train, val or test (also training, valid, validation, dev, testing; any case)"
 
 
 def stratification_matrix(labels: np.ndarray, tasks: Sequence[TaskSpec]) -> np.ndarray:
@@ -70,8 +88,72 @@ def _split_indicator(
     return {"train": np.sort(rest[train]), "val": np.sort(rest[val]), "test": np.sort(test)}
 
 
+def column_split(
+    table: Table, column: str, groups: np.ndarray | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, object]]]:
+    """The split a table's ``column`` (``split.column``) already gives: the row indices of
+    each split, and how each was chosen (for ``split.json``). Every row must name its split,
+    every split must have rows, and rows sharing a group (``data.group``) one split."""
+    cells = table.frame[column]
+    given = np.array([_split_name(v) for v in cells], dtype=object)
+    bad = np.flatnonzero([name is None for name in given])
+    if len(bad):
+        shown = ", ".join(f"{table.row(int(r))} {_said(cells.iloc[r])}" for r in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise DataError(
+            f"{table.source}: column '{column}' (split.column) must name each row's split, "
+            f"{EXPECTED_VALUES}: {shown}{more}"
+        )
+    index = {name: np.flatnonzero(given == name) for name in SPLITS}
+    empty = [name for name in SPLITS if len(index[name]) == 0]
+    if empty:
+        counts = ", ".join(f"{name} {len(index[name])}" for name in SPLITS)
+        raise DataError(
+            f"{table.source}: column '{column}' (split.column) puts no rows in "
+            f"{' or '.join(empty)} ({counts}); every split needs rows"
+        )
+    if groups is not None:
+        _check_groups_kept(table, column, groups, given)
+    how = {
+        name: {
+            "column": column,
+            "values": sorted({str(v).strip() for v in cells.iloc[index[name]]}),
+        }
+        for name in SPLITS
+    }
+    return index, how
+
+
+def _said(cell: object) -> str:
+    return "is empty" if pd.isna(cell) else f"has {cell!r}"  # type: ignore[call-overload]
+
+
+def _split_name(cell: object) -> str | None:
+    if pd.isna(cell):  # type: ignore[call-overload]
+        return None
+    return SPLIT_VALUES.get(str(cell).strip().lower())
+
+
+def _check_groups_kept(table: Table, column: str, groups: np.ndarray, given: np.ndarray) -> None:
+    """Rows sharing a group (one specimen, one patient) must not straddle splits."""
+    pairs = pd.DataFrame({"group": groups.astype(str), "split": given})
+    spread = pairs.groupby("group", sort=False)["split"].nunique()
+    if (spread > 1).any():
+        key = spread.index[spread.to_numpy() > 1][0]
+        first = pairs[pairs["group"] == key].drop_duplicates("split")
+        where = ", ".join(f"{s} ({table.row(int(r))})" for r, s in first["split"].items())
+        raise DataError(
+            f"{table.source}: group {key!r} (data.group) is in {where} by column "
+            f"'{column}' (split.column); rows sharing a group must be in one split"
+        )
+
+
 def check_labelled(
-    labels: np.ndarray, tasks: Sequence[TaskSpec], index: dict[str, np.ndarray], source: object
+    labels: np.ndarray,
+    tasks: Sequence[TaskSpec],
+    index: dict[str, np.ndarray],
+    source: object,
+    remedy: str = "change the split fractions",
 ) -> None:
     """Every task needs labelled rows in every split, to learn, stop early and be scored."""
     empty = [
@@ -84,7 +166,7 @@ def check_labelled(
         raise DataError(
             f"{source}: no labelled rows for "
             + "; ".join(empty)
-            + ". Label more rows for these tasks or change the split fractions"
+            + f". Label more rows for these tasks or {remedy}"
         )
 
 
@@ -104,10 +186,12 @@ def write_splits(
     encoded: dict[str, ArraysByInput],
     tasks: Sequence[TaskSpec],
     specs: Sequence[InputSpec],
+    how: dict[str, dict[str, object]],
 ) -> dict[str, dict[str, object]]:
     """Replace ``data/splits/`` as a whole (or not at all): per split its table rows
     (``<split>.csv``), its arrays (``<split>/*.npy``), then ``inputs.json`` (the encodings
-    fitted on train) and ``split.json`` (sizes and content hashes)."""
+    fitted on train) and ``split.json`` (per split: size, content hash, and ``from``: how its
+    rows were chosen, ``how[split]``)."""
     names = np.array([t.name for t in tasks])
     summary: dict[str, dict[str, object]] = {}
     with atomic_dir(paths.splits_dir) as scratch:
@@ -119,7 +203,7 @@ def write_splits(
             np.save(folder / TASKS, names)
             for key, array in encoded[name].items():
                 np.save(folder / f"{INPUT_PREFIX}{key}.npy", array)
-            summary[name] = {"n": len(labels[name]), "sha256": _digest(folder)}
+            summary[name] = {"n": len(labels[name]), "sha256": _digest(folder), "from": how[name]}
         specs_json = [input_to_dict(s) for s in specs]
         (scratch / INPUTS_FILE).write_text(json.dumps(specs_json, indent=2) + "\n")
         (scratch / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
@@ -155,8 +239,14 @@ def load_input_specs(paths: ProjectPaths) -> tuple[InputSpec, ...]:
     return tuple(input_from_dict(d) for d in json.loads(path.read_text()))
 
 
+def _canonical(how: object) -> str:
+    # a split.json written before ``from`` was recorded keeps the hash it had
+    return "" if how is None else json.dumps(how, sort_keys=True)
+
+
 def split_digest(paths: ProjectPaths) -> str:
-    """One content hash of the three splits (as recorded in ``split.json``)."""
+    """One hash of the three splits as ``split.json`` records them: their contents and how
+    their rows were chosen (a split column, or stratification with its seed)."""
     info = json.loads((paths.splits_dir / SUMMARY_FILE).read_text())
-    joined = "".join(info[name]["sha256"] for name in SPLITS)
+    joined = "".join(info[name]["sha256"] + _canonical(info[name].get("from")) for name in SPLITS)
     return hashlib.sha256(joined.encode()).hexdigest()

@@ -129,4 +129,9 @@ def read_json(path: Path, produced_by: str) -> Any:
 
     if not path.is_file():
         raise MtlflowError(f"{path}: not found; run `mtlflow {produced_by}` (or `dvc repro`) first")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MtlflowError(
+            f"{path}: not valid JSON ({exc}); truncated or edited? rerun `mtlflow {produced_by}`"
+        ) from None

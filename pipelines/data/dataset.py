@@ -62,12 +62,20 @@ def read_table(path: Path, header: bool, generated: bool) -> Table:
     if not path.is_file():
         hint = "run `mtlflow prepare` (or `dvc repro`) first" if generated else "see data.dir"
         raise DataError(f"{path}: not found (data.table); {hint}")
-    if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    else:
-        # strings as written, so a label "07" or "Adelie" is judged as the user wrote it;
-        # "a.png, 0, 1" (a space after each comma) reads like "a.png,0,1"
-        frame = pd.read_csv(path, header=0 if header else None, dtype=str, skipinitialspace=True)
+    try:
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            # strings as written, so a label "07" or "Adelie" is judged as the user wrote it;
+            # "a.png, 0, 1" (a space after each comma) reads like "a.png,0,1"
+            frame = pd.read_csv(
+                path, header=0 if header else None, dtype=str, skipinitialspace=True
+            )
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: is empty (data.table); expected a header and rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: cannot be read as a table (data.table): {detail}") from None
     frame.columns = [str(c) for c in frame.columns]
     if frame.empty:
         raise DataError(f"{path}: has no rows")

@@ -19,8 +19,9 @@ from mlflow.entities import Run
 
 from mtl_models.train.trainer import Callback, EpochLog, FitResult
 from pipelines.config import Params
+from pipelines.errors import ConfigError
 from pipelines.files import sqlite_lock
-from pipelines.redaction import redact_values
+from pipelines.redaction import redact, redact_values
 
 
 def tracking_uri(params: Params) -> str:
@@ -46,7 +47,14 @@ def _create_sqlite_store(uri: str) -> None:
     """
     if uri in _READY or not uri.startswith("sqlite:///"):
         return
-    Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(uri.removeprefix("sqlite:///")).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"tracking.uri {redact(uri)!r}: cannot create its folder {folder} "
+            f"({exc.strerror or exc}); choose a writable path or set MLFLOW_TRACKING_URI"
+        ) from None
     with sqlite_lock(uri):
         mlflow.MlflowClient(uri).search_experiments(max_results=1)
     _READY.add(uri)

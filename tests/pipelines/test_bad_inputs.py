@@ -7,10 +7,12 @@ import mlflow
 import pytest
 import torch
 
-from pipelines import stages
+from pipelines import stages, tracking
 from pipelines.config import load_params
 from pipelines.config.overrides import apply_overrides
-from pipelines.errors import ConfigError
+from pipelines.data.dataset import read_table
+from pipelines.errors import ConfigError, DataError, MtlflowError
+from pipelines.files import read_json
 from pipelines.services.distributed import check_device
 from tests.helpers import run
 
@@ -60,3 +62,35 @@ def test_train_on_a_missing_gpu_fails_before_any_mlflow_run(project) -> None:
     assert "Traceback" not in result.stdout + result.stderr
     mlflow.set_tracking_uri(params.tracking.uri)
     assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []
+
+
+def test_an_empty_or_binary_table_is_a_one_line_data_error(tmp_path) -> None:
+    empty, binary = tmp_path / "empty.csv", tmp_path / "binary.csv"
+    empty.write_bytes(b"")
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DataError, match=r"empty.csv: is empty \(data.table\); expected a header"):
+        read_table(empty, header=True, generated=False)
+    with pytest.raises(DataError, match=r"binary.csv: cannot be read as a table \(data.table\)"):
+        read_table(binary, header=True, generated=False)
+
+
+def test_a_tracking_folder_that_cannot_be_created_names_the_key(project) -> None:
+    _, paths = project
+    params = load_params(
+        paths.root / "params.yaml", ["tracking.uri=sqlite:////proc/no-such/mlflow.db"]
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"tracking.uri 'sqlite:////proc/no-such/mlflow.db': "
+        r"cannot create its folder /proc/no-such",
+    ):
+        tracking.configure(params)
+
+
+def test_a_truncated_report_is_named_with_the_stage_that_rewrites_it(tmp_path) -> None:
+    report = tmp_path / "metrics.json"
+    report.write_text('{"tasks": {')
+    with pytest.raises(MtlflowError) as err:
+        read_json(report, "evaluate")
+    assert str(err.value).startswith(f"{report}: not valid JSON (")
+    assert str(err.value).endswith("truncated or edited? rerun `mtlflow evaluate`")

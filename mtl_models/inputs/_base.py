@@ -8,6 +8,7 @@ Kinds register themselves in :data:`INPUTS` by name (the ``kind`` key of ``param
 from __future__ import annotations
 
 import math
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -117,6 +118,37 @@ def gather(
             "missing or unreadable\n  " + listing(problems)
         )
     return out
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``root / path`` for a path the table gives relative to its data folder; a
+    ``ValueError`` for an absolute path or one that climbs out with ``..`` (a manifest from
+    elsewhere must not make the reader open any file on the machine)."""
+    normal = os.path.normpath(path)
+    if path.is_absolute() or normal == ".." or normal.startswith(f"..{os.sep}"):
+        raise ValueError("outside the data folder: give paths relative to it, without '..'")
+    return root / normal
+
+
+def refuse_duplicates(table: TableSource, cells: Sequence[Any], column: str) -> None:
+    """An InputError naming the rows that give the same file twice: copies of one sample
+    would land in train and test."""
+    first: dict[str, int] = {}
+    repeats = []
+    for row, cell in enumerate(cells):
+        key = cell_text(cell)
+        if key is None:
+            continue
+        key = os.path.normpath(key)
+        if key in first:
+            repeats.append(f"{table.row(row)} repeats {table.row(first[key])}: {key}")
+        else:
+            first[key] = row
+    if repeats:
+        raise InputError(
+            f"{table.source}: {len(repeats)} rows name a file another row names, in column "
+            f"'{column}' (one sample twice could land in train and test)\n  " + listing(repeats)
+        )
 
 
 def request_columns(frame: pd.DataFrame, needed: Sequence[str], what: str) -> None:

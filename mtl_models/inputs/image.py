@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,8 @@ from mtl_models.inputs._base import (
     ReadContext,
     TableSource,
     gather,
+    inside,
+    refuse_duplicates,
 )
 
 
@@ -40,14 +43,45 @@ class ImageInputConfig(InputConfig):
     channels: Literal[1, 3] = 1
 
 
+# refused before decoding: a decompression bomb (PIL's own limit, about 89 megapixels)
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+MAX_UPSCALE = 16  # a 1-pixel image stretched to 64 is no image of the sample
+
+
 def decode_image(source: bytes | Path, size: int, channels: int) -> np.ndarray:
     """An encoded image (bytes) or image file -> uint8 ``[size, size, channels]``: the one
-    decoding that training data and served requests share."""
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+    decoding that training data and served requests share. ``ValueError`` (saying why) for
+    an image over ``MAX_PIXELS`` (checked from its header, before decoding) or one so small
+    that it would be stretched more than ``MAX_UPSCALE`` times. 16-bit images are scaled to
+    8 bits over their full range, not clipped."""
+    limit = f"over the {MAX_PIXELS / 1e6:.0f}-megapixel limit"
+    try:
+        opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except Image.DecompressionBombError as exc:  # PIL refuses twice its limit on opening
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        raise ValueError(f"{pixels[1] if pixels else 'its'} pixels is {limit}") from None
+    with opened as img:
+        width, height = img.size
+        if width * height > MAX_PIXELS:
+            raise ValueError(f"{width} x {height} pixels is {limit}")
+        if min(width, height) * MAX_UPSCALE < size:
+            raise ValueError(
+                f"{width} x {height} pixels is too small to resize to {size} x {size} "
+                f"(at most {MAX_UPSCALE}x upscaling)"
+            )
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+            img = Image.fromarray(_eight_bits(np.asarray(img)))
         img = img.convert("L" if channels == 1 else "RGB")
         if img.size != (size, size):
             img = img.resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(img).reshape(size, size, channels)
+
+
+def _eight_bits(pixels: np.ndarray) -> np.ndarray:
+    """A 16-bit (or 32-bit integer holding 16-bit) image scaled to uint8 over 0..65535."""
+    wide = pixels.astype(np.float64)
+    top = 65535.0 if wide.max(initial=0) <= 65535 else float(wide.max())
+    return np.clip(np.rint(wide / top * 255.0), 0, 255).astype(np.uint8)
 
 
 def encode_png(image: np.ndarray) -> str:
@@ -90,11 +124,13 @@ class ImageInput(InputSpec):
         size = config.size if config.size is not None else context.image_size
         column = table.column(config.column, f"data.inputs.{name}.column")
         root = context.root / config.root
+        cells = table.cells(column)
+        refuse_duplicates(table, cells, column)
         images = gather(
             table,
-            table.cells(column),
+            cells,
             column,
-            lambda path: decode_image(root / path, size, config.channels),
+            lambda path: decode_image(inside(root, path), size, config.channels),
         )
         return cls(name, size, config.channels), (np.stack(images).astype(np.uint8),)
 
@@ -117,7 +153,7 @@ class ImageInput(InputSpec):
                 raise InvalidRequest(f"row {row}: '{column}' is not valid base64 ({exc})") from None
             try:
                 out[row] = decode_image(data, self.size, self.channels)
-            except (UnidentifiedImageError, OSError) as exc:
+            except (UnidentifiedImageError, OSError, ValueError) as exc:
                 raise InvalidRequest(
                     f"row {row}: '{column}' is not a decodable image ({exc})"
                 ) from None

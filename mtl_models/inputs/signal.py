@@ -21,7 +21,9 @@ from mtl_models.inputs._base import (
     ReadContext,
     TableSource,
     gather,
+    inside,
     listing,
+    refuse_duplicates,
     request_columns,
 )
 
@@ -52,7 +54,8 @@ def _channel(
         cells = table.cells(column)
         if any(isinstance(v, list | tuple | np.ndarray) for v in cells):  # a Parquet array column
             return gather(table, cells, column, lambda v: np.asarray(v, dtype=float), files=False)
-        return gather(table, cells, column, lambda p: np.load(root / p).astype(float))
+        refuse_duplicates(table, cells, column)
+        return gather(table, cells, column, lambda p: np.load(inside(root, p)).astype(float))
     folder = root / config.folders[c]
     files = sorted(folder.glob("*.npy")) if folder.is_dir() else []
     if len(files) != len(table):

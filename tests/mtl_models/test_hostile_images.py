@@ -1,0 +1,104 @@
+"""Images a careless user or an attacker supplies (issue 18, items 7 and 8): a decompression
+bomb is refused from its header, a 16-bit image is scaled rather than clipped, a 1-pixel
+image is not silently stretched, a manifest cannot make the reader leave its data folder,
+and a file named twice is refused (it could land in train and test)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from mtl_models.inputs import ImageInput, InputError, InvalidRequest, decode_image
+from mtl_models.inputs._base import ReadContext
+from mtl_models.inputs.image import MAX_PIXELS, ImageInputConfig
+from pipelines.data.dataset import Table
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares its size and holds no pixels: what a bomb's header says."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def png(array: np.ndarray, mode: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding() -> None:
+    assert MAX_PIXELS < 12000 * 12000 < 2 * MAX_PIXELS  # PIL warns there, errors above
+    with pytest.raises(ValueError, match=r"^12000 x 12000 pixels is over the 89-megapixel limit"):
+        decode_image(png_header_only(12000, 12000), 64, 1)  # PIL would only warn
+    with pytest.raises(ValueError, match=r"^400000000 pixels is over the 89-megapixel limit"):
+        decode_image(png_header_only(20000, 20000), 64, 1)  # PIL refuses on opening
+
+
+def test_a_16_bit_image_is_scaled_to_8_bits_not_clipped() -> None:
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (64, 1))
+    decoded = decode_image(png(ramp), 64, 1)[:, :, 0]
+    assert decoded.min() == 0 and decoded.max() == 255
+    assert 120 <= decoded[0, 32] <= 135  # the middle of the range is mid-grey, not white
+    assert len(np.unique(decoded)) > 50  # a ramp, not two levels
+
+
+def test_a_tiny_image_is_not_silently_stretched() -> None:
+    with pytest.raises(ValueError, match=r"1 x 1 pixels is too small to resize to 64 x 64"):
+        decode_image(png(np.zeros((1, 1), np.uint8)), 64, 1)
+    assert decode_image(png(np.zeros((4, 4), np.uint8)), 64, 1).shape == (64, 64, 1)
+
+
+def test_a_served_bomb_or_speck_is_a_4xx_row_error() -> None:
+    spec = ImageInput("image", 64, 1)
+    rows = [base64.b64encode(png(np.zeros((8, 8), np.uint8))).decode()]
+    rows.append(base64.b64encode(png_header_only(30000, 30000)).decode())
+    with pytest.raises(InvalidRequest, match=r"^row 1: 'image' is not a decodable image \(9000"):
+        spec.decode_request(pd.DataFrame({"image": rows}))
+
+
+def manifest(root: Path, paths: list[str]) -> Table:
+    (root / "data").mkdir(exist_ok=True)
+    for name in ("a.png", "b.png"):
+        (root / "data" / name).write_bytes(png(np.zeros((8, 8), np.uint8)))
+    (root / "secret.png").write_bytes(png(np.zeros((8, 8), np.uint8)))
+    frame = pd.DataFrame({"path": paths, "label": ["0"] * len(paths)})
+    (root / "data" / "manifest.csv").write_text(frame.to_csv(index=False))
+    return Table(frame, root / "data" / "manifest.csv", True)
+
+
+def read(root: Path, table: Table) -> None:
+    config = ImageInputConfig(kind="image", column="path", size=32)
+    ImageInput.read("image", config, table, ReadContext(root / "data", 32))
+
+
+@pytest.mark.parametrize("escape", ["../secret.png", "/etc/passwd", "sub/../../secret.png"])
+def test_a_manifest_cannot_point_outside_the_data_folder(tmp_path: Path, escape: str) -> None:
+    table = manifest(tmp_path, ["a.png", escape])
+    with pytest.raises(InputError) as err:
+        read(tmp_path, table)
+    message = str(err.value)
+    assert "1 of 2 files in column 'path' are missing or unreadable" in message
+    assert f"row 3, column 'path': {escape} (outside the data folder" in message
+
+
+def test_a_file_named_twice_is_refused_naming_both_rows(tmp_path: Path) -> None:
+    table = manifest(tmp_path, ["a.png", "b.png", "./a.png"])
+    with pytest.raises(InputError) as err:
+        read(tmp_path, table)
+    assert "1 rows name a file another row names, in column 'path'" in str(err.value)
+    assert "row 4 repeats row 2: a.png" in str(err.value)
+    read(tmp_path, manifest(tmp_path, ["a.png", "b.png"]))  # distinct files read fine

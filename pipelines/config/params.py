@@ -122,7 +122,6 @@ def overlay(params: Params, values: Mapping[str, Any], source: str = "trial") ->
     return result
 
 
-
 def _describe(errors: Sequence[Mapping[str, Any]]) -> str:
     lines = []
     for err in errors:
@@ -154,12 +153,36 @@ def parse_params(
     return params
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A key given twice in one mapping (YAML would keep the last one silently)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping: a second
+    ``model:`` section would otherwise replace the first without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise DuplicateKeyError(
+                    f"line {line}: key '{key}' is given twice (first on line {seen[key]}); "
+                    "YAML would keep only the last, so merge them"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(path: Path = DEFAULT_PARAMS, overrides: Sequence[str] = ()) -> Params:
     """Read, override and validate a params file; every entry point goes through here."""
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}  # noqa: S506
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

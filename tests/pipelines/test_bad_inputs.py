@@ -94,3 +94,18 @@ def test_a_truncated_report_is_named_with_the_stage_that_rewrites_it(tmp_path) -
         read_json(report, "evaluate")
     assert str(err.value).startswith(f"{report}: not valid JSON (")
     assert str(err.value).endswith("truncated or edited? rerun `mtlflow evaluate`")
+
+
+def test_a_section_given_twice_in_params_is_refused_naming_both_lines(tmp_path) -> None:
+    """YAML keeps the last of two equal keys: the first `model:` would vanish silently."""
+    path = tmp_path / "params.yaml"
+    path.write_text("model:\n  head_hidden: 32\ntrain:\n  epochs: 3\nmodel:\n  dropout: 0.2\n")
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    assert str(err.value) == (
+        f"{path}: line 5: key 'model' is given twice (first on line 1); YAML would keep only "
+        "the last, so merge them"
+    )
+    path.write_text("train:\n  weighting: {method: static, weights: {a: 1, a: 2}}\n")
+    with pytest.raises(ConfigError, match="line 2: key 'a' is given twice"):
+        load_params(path)

@@ -180,7 +180,8 @@ def load_params(path: Path = DEFAULT_PARAMS, overrides: Sequence[str] = ()) -> P
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
     try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}  # noqa: S506
+        # a SafeLoader subclass: no arbitrary objects
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
     except DuplicateKeyError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:

@@ -26,9 +26,9 @@ from pipelines.services.study import best_trial, lookup, objective_value
 
 Split = tuple[ArraysByInput, np.ndarray]  # inputs by name, labels
 
+
 class TrialConfigError(MtlflowError):
     """A sampled combination is not valid params (e.g. shared_depth above a sampled depth)."""
-
 
 
 def sample(trial: optuna.Trial, space: Mapping[str, SearchEntry], base: dict[str, Any]) -> dict:
@@ -50,7 +50,6 @@ def sample(trial: optuna.Trial, space: Mapping[str, SearchEntry], base: dict[str
                 key, float(entry.low or 0), float(entry.high or 0), step=entry.step, log=entry.log
             )
     return values
-
 
 
 class PruneOnScore(Callback):
@@ -119,6 +118,7 @@ class Objective:
                     "optuna.study": trial.study.study_name,
                     "optuna.trial": trial.number,
                     "optuna.worker": self.worker,
+                    **tracking.owner_tags(),
                 }
             )
             mlflow.log_params(tracking.flatten(params_dict(params)))
@@ -134,7 +134,9 @@ class Objective:
             state, status = "COMPLETE", "FINISHED"
             return list(scores.values()) if self.multi else result.best_score
         except optuna.TrialPruned:
-            state, status = "PRUNED", "KILLED"
+            # not KILLED: that reads as a crash; the search stopped it early, by design
+            state, status = "PRUNED", "FINISHED"
+            mlflow.set_tag("mlflow.runName", f"trial-{trial.number} (pruned)")
             raise
         except KeyboardInterrupt:
             status = "KILLED"
@@ -142,7 +144,6 @@ class Objective:
         finally:
             mlflow.set_tag("optuna.state", state)
             mlflow.end_run(status=status)
-
 
 
 class TrialPrinter:
@@ -197,4 +198,3 @@ class StopOnFailures:
 
 def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
-

@@ -1,5 +1,6 @@
 """MLflow: where runs go, what they record, and the trainer callbacks that log epochs."""
 
+from pipelines.tracking.orphans import close_orphaned_runs, owner_tags
 from pipelines.tracking.runs import (
     EXPERIMENT_KIND,
     TRAINING_VIEW,
@@ -22,11 +23,13 @@ __all__ = [
     "TRAINING_VIEW",
     "EpochPrinter",
     "MlflowEpochLogger",
+    "close_orphaned_runs",
     "configure",
     "flatten",
     "git_commit",
     "log_split_dataset",
     "mark_model_training",
+    "owner_tags",
     "resumed_run",
     "run_url",
     "task_metric_values",

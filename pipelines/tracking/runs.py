@@ -22,6 +22,7 @@ from pipelines.config import Params
 from pipelines.errors import ConfigError
 from pipelines.files import sqlite_lock
 from pipelines.redaction import redact, redact_values
+from pipelines.tracking.orphans import close_orphaned_runs, owner_tags
 
 
 def tracking_uri(params: Params) -> str:
@@ -126,7 +127,11 @@ def training_run(
             run = stack.enter_context(
                 mlflow.start_run(experiment_id=experiment.experiment_id, run_name=run_name)
             )
-        mark_model_training(mlflow.MlflowClient(), run.info.experiment_id)
+        client = mlflow.MlflowClient()
+        mark_model_training(client, run.info.experiment_id)
+        mlflow.set_tags(owner_tags())
+        for stale in close_orphaned_runs(client, run.info.experiment_id):
+            print(f"mlflow: run {stale} was left RUNNING by a process that died; marked KILLED")
         commit = git_commit(root)
         if commit:
             mlflow.set_tag("mlflow.source.git.commit", commit)

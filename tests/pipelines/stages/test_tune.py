@@ -136,7 +136,7 @@ def test_running_again_continues_the_study_and_more_trials_extend_it(root, capsy
     assert "2 finished trials, 2 to run" in capsys.readouterr().out
 
 
-def test_a_pruned_trial_is_tagged_and_its_run_ends_killed(root):
+def test_a_pruned_trial_is_tagged_and_its_run_reads_as_pruned_not_killed(root):
     params = params_for(root, "pruned.db", "tune.epochs=3")
     tasks, paths = params.task_specs(), ProjectPaths(root)
     splits = load_split(paths, "train", tasks), load_split(paths, "val", tasks)
@@ -151,7 +151,9 @@ def test_a_pruned_trial_is_tagged_and_its_run_ends_killed(root):
     assert list(trial.intermediate_values) == [1]  # stopped after the first epoch
     (run,) = child_runs(params, parent.info.run_id)
     assert run.data.tags["optuna.state"] == "PRUNED"
-    assert run.info.status == "KILLED"
+    # KILLED would read as a crash next to real kills: the search ended it on purpose
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "trial-0 (pruned)"
 
 
 def test_a_sampled_combination_that_is_not_valid_fails_that_trial_only(root):

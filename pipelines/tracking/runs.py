@@ -23,6 +23,7 @@ from pipelines.errors import ConfigError
 from pipelines.files import sqlite_lock
 from pipelines.redaction import redact, redact_values
 from pipelines.tracking.orphans import close_orphaned_runs, owner_tags
+from pipelines.tracking.relocation import check_not_relocated
 
 
 def tracking_uri(params: Params) -> str:
@@ -34,6 +35,7 @@ def configure(params: Params) -> str:
     uri = tracking_uri(params)
     mlflow.set_tracking_uri(uri)
     _create_sqlite_store(uri)
+    check_not_relocated(uri, params.tracking.experiment)
     return uri
 
 

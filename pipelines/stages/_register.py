@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import mlflow
 from mlflow import MlflowClient
@@ -12,15 +13,19 @@ from pipelines import tracking
 from pipelines.config import Params
 from pipelines.files import ProjectPaths, read_json, sqlite_lock, write_json
 from pipelines.services.summaries import NOTE_TAG, registry_line
+from pipelines.tracking.locks import is_locked, retry_locked
 
 SCORE_TAG = "mean_test_score"
+T = TypeVar("T")
 
 
 def champion_score(client: MlflowClient, name: str, alias: str) -> tuple[str | None, float | None]:
     """Version and mean test score of the model the alias points at, if any."""
     try:
         version = client.get_model_version_by_alias(name, alias)
-    except MlflowException:
+    except MlflowException as exc:
+        if is_locked(exc):  # not "no champion": the store is busy (retried by the caller)
+            raise
         return None, None
     score = version.tags.get(SCORE_TAG)
     return version.version, (float(score) if score is not None else None)
@@ -58,18 +63,28 @@ def register(params: Params, paths: ProjectPaths) -> dict[str, Any]:
 
     uri = tracking.configure(params)
     client = MlflowClient()
+
     # compare-and-move is one step: under a lock for a SQLite store; for a tracking server
     # (no lock to take) ``settle_champion`` re-checks after moving, so the last writer
     # leaves the alias on the best of the concurrent registrations
+    def retried(call: Callable[[], T]) -> T:  # each step alone, so none is done twice
+        return retry_locked(call, f"register {name}")
+
     with sqlite_lock(uri):
-        previous_version, previous_score = champion_score(client, name, alias)
-        version = mlflow.register_model(run_info["model_uri"], name)
-        client.set_model_version_tag(name, version.version, SCORE_TAG, f"{score:.6f}")
-        client.set_model_version_tag(name, version.version, "run_id", run_info["run_id"])
+        previous_version, previous_score = retried(lambda: champion_score(client, name, alias))
+        version = retried(lambda: mlflow.register_model(run_info["model_uri"], name))
+        retried(
+            lambda: client.set_model_version_tag(name, version.version, SCORE_TAG, f"{score:.6f}")
+        )
+        retried(
+            lambda: client.set_model_version_tag(
+                name, version.version, "run_id", run_info["run_id"]
+            )
+        )
         if previous_score is None or score > previous_score:
-            client.set_registered_model_alias(name, alias, version.version)
-        settle_champion(client, name, alias, since=int(previous_version or 0))
-        champion, champion_score_now = champion_score(client, name, alias)
+            retried(lambda: client.set_registered_model_alias(name, alias, version.version))
+        retried(lambda: settle_champion(client, name, alias, since=int(previous_version or 0)))
+        champion, champion_score_now = retried(lambda: champion_score(client, name, alias))
     promote = champion == version.version
     if promote:
         reason = (
@@ -97,9 +112,8 @@ def register(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     }
     write_json(paths.registry_file, decision)
     # the run's description ends with the decision (evaluate wrote the test table above it)
-    note = client.get_run(run_info["run_id"]).data.tags.get(NOTE_TAG, "")
+    note = retried(lambda: client.get_run(run_info["run_id"]).data.tags.get(NOTE_TAG, ""))
     link = f"#/models/{name}/versions/{version.version}"
-    client.set_tag(
-        run_info["run_id"], NOTE_TAG, f"{note}\n## Registry\n\n{registry_line(decision, link)}\n"
-    )
+    text = f"{note}\n## Registry\n\n{registry_line(decision, link)}\n"
+    retried(lambda: client.set_tag(run_info["run_id"], NOTE_TAG, text))
     return decision

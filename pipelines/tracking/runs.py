@@ -22,6 +22,7 @@ from pipelines.config import Params
 from pipelines.errors import ConfigError
 from pipelines.files import sqlite_lock
 from pipelines.redaction import redact, redact_values
+from pipelines.tracking.locks import retry_locked
 from pipelines.tracking.orphans import close_orphaned_runs, owner_tags
 from pipelines.tracking.relocation import check_not_relocated
 
@@ -59,7 +60,10 @@ def _create_sqlite_store(uri: str) -> None:
             f"({exc.strerror or exc}); choose a writable path or set MLFLOW_TRACKING_URI"
         ) from None
     with sqlite_lock(uri):
-        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+        retry_locked(
+            lambda: mlflow.MlflowClient(uri).search_experiments(max_results=1),
+            f"open the tracking store {redact(uri)}",
+        )
     _READY.add(uri)
 
 

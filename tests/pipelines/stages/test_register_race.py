@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import traceback
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from pipelines.files import ProjectPaths, read_json, write_json
 from pipelines.stages import _register
+from tests.helpers import run
 
 pytestmark = pytest.mark.slow
 
@@ -84,3 +88,64 @@ def test_interleaved_registers_leave_the_better_model_as_champion(
     assert float(champion.tags["mean_test_score"]) == pytest.approx(0.995)
     assert decisions["better"]["promoted"] and not decisions["worse"]["promoted"]
     assert decisions["worse"]["champion_version"] == int(champion.version)
+
+
+HOLD_THE_DATABASE = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("ROLLBACK")
+"""
+
+
+def hold_database(pipeline_run, seconds: float) -> subprocess.Popen:
+    db = pipeline_run.params.tracking.uri.removeprefix("sqlite:///")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_DATABASE, db, str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"  # type: ignore[union-attr]
+    return holder
+
+
+def cli_project(pipeline_run, dest: Path) -> Path:
+    """A project folder whose `mtlflow register` registers the trained model under a name
+    of its own (the session's registry stays as other tests expect it)."""
+    paths = project_scoring(pipeline_run, dest, 0.5)
+    raw = yaml.safe_load((pipeline_run.paths.root / "params.yaml").read_text())
+    raw["register"]["model_name"] = f"locked-{dest.name}"
+    (dest / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return paths.root
+
+
+def test_register_waits_out_a_locked_database(pipeline_run, tmp_path):
+    """SQLite gives up after 5 s; register retries, so a lock of 30 s costs time, not the run."""
+    root = cli_project(pipeline_run, tmp_path / "waits")
+    holder = hold_database(pipeline_run, 30)  # past the CLI start-up (slow on busy cores)
+    try:
+        result = run(["mtlflow", "register"], root)
+    finally:
+        holder.wait(timeout=30)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "database locked by another process" in result.stdout
+    assert read_json(root / "reports" / "registry.json", "register")["promoted"]
+
+
+def test_register_on_a_database_locked_too_long_stops_with_one_clear_line(pipeline_run, tmp_path):
+    root = cli_project(pipeline_run, tmp_path / "gives-up")
+    holder = hold_database(pipeline_run, 20)
+    try:
+        result = run(["mtlflow", "register"], root, MTLFLOW_LOCK_WAIT_S="2")
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert result.returncode == 2
+    assert (
+        result.stderr.startswith("error: ")
+        and "stayed locked by another process for 2 s" in result.stderr
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (root / "reports" / "registry.json").exists()

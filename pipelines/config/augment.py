@@ -21,6 +21,19 @@ class TransformEntry(BaseModel):
         return {"p": self.p, **(self.model_extra or {})}
 
 
+class AuditConfig(Section):
+    """The empirical label audit (README "Augmentation"): a probe trained without augmentation
+    predicts the validation images with and without each kept transform."""
+
+    enabled: bool = Field(False, description="audit in `mtlflow augment` and in `train`")
+    epochs: int = Field(5, ge=1, description="the probe's training epochs")
+    max_drop: float = Field(
+        0.15, gt=0, le=1, description="share of the probe's skill a transform may cost a task"
+    )
+    repeats: int = Field(2, ge=1, le=10, description="draws of each transform per image")
+    seed: int = 0
+
+
 class AugmentConfig(Section):
     """Requested train-time augmentation; the resolver keeps what every task's label survives."""
 
@@ -31,6 +44,7 @@ class AugmentConfig(Section):
     # transform name -> {source task: destination task}, ``*`` patterns allowed
     remaps: dict[str, dict[str, str]] = Field(default_factory=dict)
     preview_samples: int = Field(4, ge=1, le=16, description="rows of the preview grid")
+    audit: AuditConfig = AuditConfig()
 
     @field_validator(*GROUPS)
     @classmethod

@@ -1,12 +1,15 @@
 """Label-safe augmentation as the pipeline uses it: the policy resolved from params (a bad
-entry fails before any training), its report and a preview grid of augmented samples."""
+entry fails before any training), its report with the label audit's verdicts
+(:mod:`pipelines.services.label_audit`) and a preview grid of augmented samples."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from mtl_models.augment.audit import LabelAudit
 from mtl_models.augment.policy import PolicyError, ResolvedPolicy, TransformRequest, resolve_policy
 from mtl_models.tasks import TaskSpec
 from pipelines.config import Params
@@ -65,6 +68,24 @@ def preview_rows(
     return rows
 
 
+def augmentation_report(
+    policy: ResolvedPolicy, audit: LabelAudit | None = None, note: str | None = None
+) -> dict[str, Any]:
+    """``reports/augmentation.json``: the policy, each kept transform with the audit's verdict
+    beside the declarations' reason, and the audit's figures (or why it did not run)."""
+    report = policy.to_dict()
+    audited = audit.by_name() if audit is not None else {}
+    for entry in report["kept"]:
+        found = audited.get(entry["name"])
+        entry["audit"] = (
+            {"flagged": found.flagged, "verdict": found.verdict}
+            if found is not None
+            else {"flagged": [], "verdict": "not audited"}
+        )
+    report["audit"] = audit.to_dict() if audit is not None else {"note": note or "not run"}
+    return report
+
+
 def write_augmentation_report(
     policy: ResolvedPolicy,
     tasks: list[TaskSpec],
@@ -72,10 +93,12 @@ def write_augmentation_report(
     labels: np.ndarray,
     paths: ProjectPaths,
     n_rows: int,
+    audit: LabelAudit | None = None,
+    audit_note: str | None = None,
 ) -> tuple[Path, Path | None]:
     """Write ``reports/augmentation.json`` and (with images) the preview grid PNG."""
     report = paths.reports_dir / "augmentation.json"
-    write_json(report, policy.to_dict())
+    write_json(report, augmentation_report(policy, audit, audit_note))
     if images is None:
         return report, None
     preview = paths.plots_dir / "augmentation_preview.png"
@@ -91,11 +114,15 @@ def log_augmentation(
     train_data: tuple[dict[str, np.ndarray], np.ndarray],
     paths: ProjectPaths,
 ) -> None:
-    """Write the policy's report and preview of the training samples; log both, and how many
-    transforms were kept and excluded, to the active MLflow run."""
+    """Write the policy's report (with the label audit, when ``augment.audit.enabled``: a
+    probe is trained first) and preview of the training samples; log both, how many
+    transforms were kept, excluded and flagged, and the audit's verdicts to the active run."""
     import mlflow
 
+    from pipelines.services.label_audit import run_audit
+
     inputs, labels = train_data
+    audit, note = run_audit(params, policy, paths, train_data)
     report, preview = write_augmentation_report(
         policy,
         tasks,
@@ -103,8 +130,14 @@ def log_augmentation(
         labels,
         paths,
         params.augment.preview_samples,
+        audit,
+        note,
     )
     mlflow.log_artifact(str(report))
     if preview is not None:
         mlflow.log_artifact(str(preview), artifact_path="plots")
-    mlflow.log_metrics({"augment/kept": len(policy.kept), "augment/excluded": len(policy.excluded)})
+    counts = {"augment/kept": len(policy.kept), "augment/excluded": len(policy.excluded)}
+    if audit is not None:
+        counts["augment/flagged"] = len(audit.flagged)
+    mlflow.log_metrics(counts)
+    mlflow.set_tag("mtlflow.augment_audit", audit.summary() if audit is not None else note)

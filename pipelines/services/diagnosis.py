@@ -1,8 +1,9 @@
 """Why a task is not learning: the suggestions of ``reports/diagnosis.md``.
 
 ``evaluate`` calls them. Everything here reads measurements (test predictions, the training
-labels, ``reports/affinity.json``, the Δm block of ``services.comparison``) and says what they
-show; each suggestion names the number that triggered it.
+labels, ``reports/affinity.json``, the Δm block of ``services.comparison``, the label audit of
+``reports/augmentation.json``) and says what they show; each suggestion names the number that
+triggered it. A class is named as ``tasks.<task>.classes`` names it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mtl_models.augment.effects import TRANSFORMS
 from mtl_models.tasks import TaskSpec
 from mtl_models.weighting import WEIGHTINGS
 
@@ -50,6 +52,37 @@ def _pct(x: float) -> str:
     return f"{x:.0%}"
 
 
+def _class(task: TaskSpec, k: int) -> str:
+    """A class as a person reads it: its name (quoted) where the task names its classes."""
+    return f"'{task.class_names[k]}'" if task.classes is not None else str(k)
+
+
+def audit_findings(augmentation: Mapping[str, Any] | None) -> list[Finding]:
+    """One finding per transform the label audit flags (``reports/augmentation.json``)."""
+    audit = (augmentation or {}).get("audit") or {}
+    findings = []
+    for t in audit.get("transforms", []):
+        if not t["flagged"]:
+            continue
+        rows = t["tasks"]
+        worst = ", ".join(
+            f"{task} {rows[task]['clean']:.2f} -> {rows[task]['transformed']:.2f}"
+            for task in t["flagged"][:4]
+        )
+        more = len(t["flagged"]) - min(len(t["flagged"]), 4)
+        effects = ", ".join(t["effects"]) or "its effects"
+        text = (
+            f"(augmentation) changes labels: the label audit's probe scores {worst}"
+            f"{f' (+{more} more)' if more else ''} on the validation images without and with "
+            "it, beyond noise; training with it teaches those tasks wrong labels. Declare "
+            f"`sensitive_to: [{effects}]` for {', '.join(t['flagged'])} (it is then excluded)"
+        )
+        if TRANSFORMS[t["name"]].remappable and not t["remap"]:
+            text += f", or the remap `augment.remaps.{t['name']}` if it moves labels between tasks"
+        findings.append(Finding(t["name"], text + "."))
+    return findings
+
+
 def _incoming_affinity(affinity: Mapping[str, Any] | None, task: str) -> float | None:
     """Mean Z(i -> task) over the other tasks i: how the others' updates move its loss."""
     if not affinity or not affinity.get("enabled"):
@@ -77,9 +110,11 @@ def find_issues(
     weighting: str,
     affinity: Mapping[str, Any] | None = None,
     comparison: Mapping[str, Any] | None = None,
+    augmentation: Mapping[str, Any] | None = None,
 ) -> list[Finding]:
-    """Concrete suggestions, each drawn from a measurement of one task."""
-    findings: list[Finding] = []
+    """Concrete suggestions, each drawn from a measurement of one task (or, for a flagged
+    augmentation, of one transform)."""
+    findings: list[Finding] = audit_findings(augmentation)
     scores = {n: float(m["score"]) for n, m in per_task.items() if np.isfinite(m["score"])}
     learning = {
         n
@@ -106,8 +141,8 @@ def find_issues(
             pred_share = _share(p, task.n_classes)
             top = int(pred_share.argmax())
             text = (
-                f"has collapsed: it predicts class {top} for {_pct(pred_share[top])} of test "
-                f"samples, while its most common label covers only "
+                f"has collapsed: it predicts class {_class(task, top)} for "
+                f"{_pct(pred_share[top])} of test samples, while its most common label covers only "
                 f"{_pct(_share(y, task.n_classes).max())}."
             )
             if task.class_weights is None:
@@ -159,8 +194,8 @@ def find_issues(
             ]
             if missed and not m["collapsed"]:
                 shown = ", ".join(
-                    f"{k} ({int((y == k).sum())} in test, {_pct(train_share[k])} of training "
-                    "labels)"
+                    f"{_class(task, k)} ({int((y == k).sum())} in test, "
+                    f"{_pct(train_share[k])} of training labels)"
                     for k in missed
                 )
                 findings.append(

@@ -85,6 +85,22 @@ def _boosted_lines(block: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _audit_lines(augmentation: Mapping[str, Any] | None) -> list[str]:
+    """What the label audit of the augmentation found, or why it did not run."""
+    if not augmentation or not augmentation.get("enabled"):
+        return []
+    audit = augmentation.get("audit") or {}
+    if "transforms" not in audit:
+        return ["", f"Label audit of the augmentation: {audit.get('note', 'not run')}."]
+    flagged = audit["flagged"]
+    return [
+        "",
+        f"Label audit of the augmentation ({audit['probe']}; {audit['criterion']}): "
+        f"{len(audit['transforms'])} kept transforms audited, "
+        + (f"flagged: {', '.join(flagged)}." if flagged else "none flagged."),
+    ]
+
+
 def diagnosis_markdown(
     tasks: Sequence[TaskSpec],
     metrics: Mapping[str, Any],
@@ -94,13 +110,23 @@ def diagnosis_markdown(
     weighting: str,
     run_id: str,
     affinity: Mapping[str, Any] | None = None,
+    augmentation: Mapping[str, Any] | None = None,
 ) -> str:
-    """``reports/diagnosis.md``: summary table, suggestions, then per-task distributions."""
+    """``reports/diagnosis.md``: summary table, suggestions, then per-task distributions;
+    ``augmentation``: ``reports/augmentation.json``, whose label audit it reports."""
     per_task = metrics["tasks"]
     comparison = metrics.get("baselines") or {}
     gains = comparison.get("tasks", {})
     findings = find_issues(
-        tasks, per_task, labels, predictions, train_labels, weighting, affinity, comparison
+        tasks,
+        per_task,
+        labels,
+        predictions,
+        train_labels,
+        weighting,
+        affinity,
+        comparison,
+        augmentation,
     )
     summary = metrics["summary"]
     lines = [
@@ -150,6 +176,7 @@ def diagnosis_markdown(
             f"Task groups by lookahead affinity (at most {affinity['grouping']['max_groups']}): "
             f"{groups}."
         )
+    lines += _audit_lines(augmentation)
     lines += ["", "## Suggestions", ""]
     if findings:
         lines += [f"- **{f.task}** {f.text}" for f in findings]

@@ -14,7 +14,7 @@ from pipelines import tracking
 from pipelines.config import Params
 from pipelines.data.splits import load_split, split_digest
 from pipelines.files import ProjectPaths, atomic_write_bytes, read_json, write_json
-from pipelines.services import plots
+from pipelines.services import plot_data, plots
 from pipelines.services.comparison import (
     compare_with_baselines,
     compare_with_gradient_boosting,
@@ -65,6 +65,7 @@ def evaluate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     atomic_write_bytes(paths.diagnosis_file, diagnosis.encode())
     confusion_png = paths.plots_dir / "confusion_matrices.png"
     plots.save(plots.confusion_matrices(tasks, result.labels, result.predictions), confusion_png)
+    plot_data.write_confusion(tasks, result.labels, result.predictions, paths)
 
     with tracking.resumed_run(params, run_info["run_id"]):
         flat = {"test/score": metrics["summary"]["mean_score"]}

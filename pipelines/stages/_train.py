@@ -13,7 +13,7 @@ from pipelines import tracking
 from pipelines.config import Params, overlay
 from pipelines.data.splits import load_input_specs, load_split, split_digest
 from pipelines.files import ProjectPaths, atomic_dir, write_json
-from pipelines.services import gates, plots
+from pipelines.services import gates, plot_data, plots
 from pipelines.services.affinity import write_affinity_report
 from pipelines.services.augmentation import log_augmentation, resolve_augmentation
 from pipelines.services.best_params import apply_best_params
@@ -95,11 +95,13 @@ def _train(
 
         curves = paths.plots_dir / "learning_curves.png"
         plots.save(plots.learning_curves(result.history), curves)
+        plot_data.write_learning_curves(result.history, paths)  # what `dvc plots` draws
         mlflow.log_artifact(str(curves), artifact_path="plots")
         if result.history[-1].gradient_cosine is not None:  # gradient methods only
             plots.log_figure(plots.gradient_cosine(result.history), "plots/gradient_cosine.png")
         gates.log_gate_weights(result.history)  # gated architectures only
         affinity = write_affinity_report(params, [t.name for t in tasks], result, paths)
+        plot_data.write_affinity(affinity, paths)
         if affinity.get("enabled"):
             mlflow.log_artifact(str(paths.affinity_file))
             mlflow.log_artifact(str(paths.plots_dir / "affinity.png"), artifact_path="plots")

@@ -95,29 +95,27 @@ def test_confusion_of_regression_only_tasks_is_an_empty_directory(tmp_path):
     assert list(plot_data.confusion_dir(paths).iterdir()) == []  # exists: DVC finds its output
 
 
-def test_affinity_rows_are_the_measured_pairs_of_different_tasks(tmp_path):
+def test_affinity_is_a_file_per_stepped_task_of_the_others_it_moved(tmp_path):
     report = {
         "enabled": True,
         "matrix": {
-            "a": {"a": 0.5, "b": 0.125, "c": None},
-            "b": {"a": -0.25, "b": 0.5, "c": 0.0},
+            "a": {"a": 0.5, "b": 0.125, "c": None},  # a -> c never measured
+            "b": {"a": -0.25, "b": 0.5, "c": -0.0},
             "c": {"a": 0.1, "b": 0.2, "c": 0.3},
         },
     }
     paths = ProjectPaths(tmp_path)
     plot_data.write_affinity(report, paths)
-    rows = read_csv(plot_data.affinity_file(paths))
-    assert [(r["source"], r["target"], r["affinity"]) for r in rows] == [
-        ("a", "b", "0.125"),
-        ("b", "a", "-0.25"),
-        ("b", "c", "0"),
-        ("c", "a", "0.1"),
-        ("c", "b", "0.2"),
-    ]
-    assert rows[0]["pair"] == "a → b"
+    folder = plot_data.affinity_dir(paths)
+    rows = {f.stem: [(r["target"], r["affinity"]) for r in read_csv(f)] for f in folder.iterdir()}
+    assert rows == {
+        "a": [("b", "0.125")],
+        "b": [("a", "-0.25"), ("c", "0")],  # not "-0"
+        "c": [("a", "0.1"), ("b", "0.2")],
+    }
 
     plot_data.write_affinity({"enabled": False, "note": "off"}, paths)
-    assert plot_data.affinity_file(paths).read_text() == "pair,source,target,affinity\n"
+    assert list(folder.iterdir()) == []  # nothing to draw; the output still exists
 
 
 def test_a_task_name_that_is_no_file_name_fails_clearly(tmp_path):
@@ -133,34 +131,39 @@ def test_dvc_yaml_declares_the_data_as_cached_outputs_and_draws_it():
         "train": [
             plot_data.curves_dir(paths),
             plot_data.mean_curve_file(paths),
-            plot_data.affinity_file(paths),
+            plot_data.affinity_dir(paths),
         ],
         "evaluate": [plot_data.confusion_dir(paths)],
     }
     for stage, files in written.items():
-        outs = {
-            next(iter(o)) if isinstance(o, dict) else o: o for o in dvc["stages"][stage]["outs"]
-        }
+        outs = dvc["stages"][stage]["outs"]
         for file in files:
             name = str(file.relative_to(REPO))
-            # cached: reports/ is git-ignored, so an experiment keeps its copy in DVC's cache
-            assert outs.get(name) == name, f"{stage} must output {name} (cached)"
+            assert name in outs, f"{stage} must output {name}"
+    # cached, with whatever else `dvc plots`/`dvc metrics` read: reports/ is git-ignored, so
+    # an experiment's copy lives in DVC's cache or nowhere
+    for stage in ("train", "evaluate"):
+        for kind in ("plots", "metrics"):
+            for entry in dvc["stages"][stage].get(kind, []):
+                assert isinstance(entry, str), f"{stage}: {entry} is not cached"
+    assert "/reports/" in (REPO / ".gitignore").read_text().splitlines()
     plots = {next(iter(p)): next(iter(p.values())) for p in dvc["plots"]}
     curves = str(plot_data.curves_dir(paths).relative_to(REPO))
-    assert plots[curves] == {
-        "template": "linear",
-        "x": "epoch",
-        "y": ["val_score", "train_loss"],
-    }
+    drawn = plots[curves]
+    assert (drawn["template"], drawn["x"], drawn["y"]) == (
+        "linear",
+        "epoch",
+        ["val_score", "train_loss"],
+    )
     assert plot_data.CURVE_COLUMNS == ("epoch", "val_score", "train_loss")
     mean = plots[str(plot_data.mean_curve_file(paths).relative_to(REPO))]
     assert (mean["x"], mean["y"]) == ("epoch", ["val_score", "train_loss"])
     confusion = plots[str(plot_data.confusion_dir(paths).relative_to(REPO))]
     assert confusion["template"] == "confusion"
     assert {confusion["x"], confusion["y"]} == set(plot_data.CONFUSION_COLUMNS)
-    affinity = plots[str(plot_data.affinity_file(paths).relative_to(REPO))]
-    assert affinity["template"].startswith("bar_horizontal")
-    assert {affinity["x"], affinity["y"]} <= set(plot_data.AFFINITY_COLUMNS)
+    affinity = plots[str(plot_data.affinity_dir(paths).relative_to(REPO))]
+    assert affinity["template"] == "bar_horizontal"
+    assert (affinity["y"], affinity["x"]) == plot_data.AFFINITY_COLUMNS
 
 
 @pytest.mark.slow
@@ -170,7 +173,9 @@ def test_dvc_plots_diff_draws_each_task_for_two_experiments(tmp_path):
     for cmd in (["git", "add", ".gitignore"], ["git", *GIT_USER, "commit", "-qm", "ignore"]):
         assert run(cmd, project).returncode == 0
     for name, epochs in (("two-epochs", 2), ("three-epochs", 3)):
-        ran = run(["dvc", "exp", "run", "-n", name, "-S", f"train.epochs={epochs}"], project)
+        # up to evaluate, which writes the last plot data (register adds none)
+        exp = ["dvc", "exp", "run", "evaluate", "-n", name, "-S", f"train.epochs={epochs}"]
+        ran = run(exp, project)
         assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
 
     paths = ProjectPaths(project)
@@ -184,14 +189,15 @@ def test_dvc_plots_diff_draws_each_task_for_two_experiments(tmp_path):
         rows = read_csv(plot_data.confusion_dir(paths) / f"{task}.csv")
         assert len(rows) == int((~np.isnan(test_labels[:, t])).sum()) > 0
         assert {r["actual"] for r in rows} <= {str(k) for k in range(6)}
-    affinity = read_csv(plot_data.affinity_file(paths))
-    assert len(affinity) == len(tasks) * (len(tasks) - 1)  # measured (params: enabled)
+    for task in tasks:  # measured (params: enabled)
+        affinity = read_csv(plot_data.affinity_dir(paths) / f"{task}.csv")
+        assert sorted(r["target"] for r in affinity) == sorted(set(tasks) - {task})
 
     diff = run(["dvc", "plots", "diff", "two-epochs", "three-epochs", "--json"], project)
     assert diff.returncode == 0, diff.stderr
     shown = json.loads(diff.stdout)
     data = shown["data"]
-    assert not [e for e in shown.get("errors", []) if "/data/" in e["source"]], shown["errors"]
+    assert shown.get("errors", []) == []  # the PNGs too: every experiment has its own
     for task in tasks:
         (curve,) = data[f"reports/plots/data/learning_curves/{task}.csv"]
         assert curve["revisions"] == ["two-epochs", "three-epochs"]
@@ -203,11 +209,15 @@ def test_dvc_plots_diff_draws_each_task_for_two_experiments(tmp_path):
         assert {v["field"] for v in values} == {"val_score", "train_loss"}
         (matrix,) = data[f"reports/plots/data/confusion/{task}.csv"]
         assert matrix["revisions"] == ["two-epochs", "three-epochs"]
-    (pairs,) = data["reports/plots/data/affinity.csv"]
-    assert len(pairs["content"]["data"]["values"]) == 2 * len(tasks) * (len(tasks) - 1)
+        (bars,) = data[f"reports/plots/data/affinity/{task}.csv"]
+        assert len(bars["content"]["data"]["values"]) == 2 * (len(tasks) - 1)
 
     html = run(["dvc", "plots", "diff", "two-epochs", "three-epochs", "-o", "dvc_plots"], project)
     assert html.returncode == 0, html.stderr
     page = (project / "dvc_plots" / "index.html").read_text()
     assert all(f"learning_curves/{task}.csv" in page for task in tasks)
     assert "three-epochs" in page and "vega" in page
+
+    metrics = run(["dvc", "metrics", "diff", "two-epochs", "three-epochs", "--json"], project)
+    assert metrics.returncode == 0, metrics.stderr
+    assert "summary.mean_score" in json.loads(metrics.stdout)["reports/metrics.json"]

@@ -182,6 +182,18 @@ class MultiTaskModel(nn.Module, ABC):
         """A new copy of the backbone's blocks ``start:stop`` (its starting weights too)."""
         return nn.Sequential(*backbone.blocks()[start:stop])
 
+    def task_branches(self, backbone: Backbone) -> nn.ModuleDict | None:
+        """Per task, a copy of the blocks after the split point (None when there are none)."""
+        total = len(self.block_names)
+        if self.shared_depth == total:
+            return None
+        return nn.ModuleDict(
+            {
+                task_key(t.name): self.copy_blocks(backbone, self.shared_depth, total)
+                for t in self.tasks
+            }
+        )
+
     def stage_groups(self, start: int, stop: int) -> list[tuple[int, int]]:
         """The blocks ``start:stop`` cut at the backbone's stage ends: ``[(a, b), ...]``."""
         cuts = [e for e in self.stage_ends if start < e < stop] + [stop]

@@ -32,15 +32,7 @@ class HardSharing(MultiTaskModel):
         example: Inputs | None = None,
     ):
         super().__init__(tasks, backbone, shared_depth, head_hidden, dropout, example)
-        total = len(self.block_names)
-        self.branches: nn.ModuleDict | None = None
-        if self.shared_depth < total:
-            self.branches = nn.ModuleDict(
-                {
-                    task_key(t.name): self.copy_blocks(backbone, self.shared_depth, total)
-                    for t in tasks
-                }
-            )
+        self.branches = self.task_branches(backbone)
 
     @classmethod
     def shares_parameters(cls, shared: int, total: int) -> bool:

@@ -78,7 +78,6 @@ class MTAN(MultiTaskModel):
         example: Inputs | None = None,
     ):
         super().__init__(tasks, backbone, shared_depth, head_hidden, dropout, example)
-        total = len(self.block_names)
         # the trunk's stage ends (and the split point, when it falls inside a stage)
         self.attended = sorted(
             {e for e in self.stage_ends if e < self.shared_depth} | {self.shared_depth}
@@ -92,14 +91,7 @@ class MTAN(MultiTaskModel):
                 for t in tasks
             }
         )
-        self.branches: nn.ModuleDict | None = None
-        if self.shared_depth < total:
-            self.branches = nn.ModuleDict(
-                {
-                    task_key(t.name): self.copy_blocks(backbone, self.shared_depth, total)
-                    for t in tasks
-                }
-            )
+        self.branches = self.task_branches(backbone)
 
     @classmethod
     def split_problem(cls, shared: int, total: int) -> str | None:

@@ -4,7 +4,7 @@ Multi-Task Learning (MTL) Model for Personalized Recommendations")."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -31,16 +31,18 @@ class Extraction(GatedModel):
     them into the next level's shared input, so what tasks share is learnt level by level.
     The subclass says how the blocks are cut into levels."""
 
+    per_stage: ClassVar[bool]  # a level per backbone stage (PLE), or one level (CGC)
+
     def __init__(
         self,
         tasks: Sequence[TaskSpec],
         backbone: Backbone,
-        shared_depth: int | str | None,
-        head_hidden: int,
-        dropout: float,
-        example: Inputs | None,
-        shared_experts: int,
-        task_experts: int,
+        shared_depth: int | str | None = None,
+        head_hidden: int = 64,
+        dropout: float = 0.0,
+        example: Inputs | None = None,
+        shared_experts: int = 2,
+        task_experts: int = 1,
     ):
         super().__init__(tasks, backbone, shared_depth, head_hidden, dropout, example)
         self.n_shared = positive("shared_experts", shared_experts)
@@ -65,7 +67,7 @@ class Extraction(GatedModel):
 
     def levels(self, shared: int, total: int) -> list[tuple[int, int]]:
         """The backbone blocks of each level: ``[(start, stop), ...]``."""
-        raise NotImplementedError
+        return self.stage_groups(shared, total) if self.per_stage else [(shared, total)]
 
     def _gate_widths(self, x: Inputs) -> list[int]:
         widths = []
@@ -149,30 +151,7 @@ class CGC(Extraction):
     """Customized Gate Control: one level of shared and task-specific experts over all the
     blocks after the split point (PLE with a single level)."""
 
-    def __init__(
-        self,
-        tasks: Sequence[TaskSpec],
-        backbone: Backbone,
-        shared_depth: int | str | None = None,
-        head_hidden: int = 64,
-        dropout: float = 0.0,
-        example: Inputs | None = None,
-        shared_experts: int = 2,
-        task_experts: int = 1,
-    ):
-        super().__init__(
-            tasks,
-            backbone,
-            shared_depth,
-            head_hidden,
-            dropout,
-            example,
-            shared_experts,
-            task_experts,
-        )
-
-    def levels(self, shared: int, total: int) -> list[tuple[int, int]]:
-        return [(shared, total)]
+    per_stage = False
 
 
 @register("ple")
@@ -180,27 +159,4 @@ class PLE(Extraction):
     """Progressive Layered Extraction: one CGC level per backbone stage after the split
     point (a split one stage from the end is CGC)."""
 
-    def __init__(
-        self,
-        tasks: Sequence[TaskSpec],
-        backbone: Backbone,
-        shared_depth: int | str | None = None,
-        head_hidden: int = 64,
-        dropout: float = 0.0,
-        example: Inputs | None = None,
-        shared_experts: int = 2,
-        task_experts: int = 1,
-    ):
-        super().__init__(
-            tasks,
-            backbone,
-            shared_depth,
-            head_hidden,
-            dropout,
-            example,
-            shared_experts,
-            task_experts,
-        )
-
-    def levels(self, shared: int, total: int) -> list[tuple[int, int]]:
-        return self.stage_groups(shared, total)
+    per_stage = True

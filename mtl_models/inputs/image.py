@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,13 +49,21 @@ MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 MAX_UPSCALE = 16  # a 1-pixel image stretched to 64 is no image of the sample
 
 
-def decode_image(source: bytes | Path, size: int, channels: int) -> np.ndarray:
+def serve_max_pixels() -> int:
+    """The pixel bound of a served image (``MTLFLOW_SERVE_MAX_PIXELS``, default 40 MP: a
+    camera photo passes, a decompression bomb does not), below the training data's."""
+    return int(os.environ.get("MTLFLOW_SERVE_MAX_PIXELS", 40_000_000))
+
+
+def decode_image(
+    source: bytes | Path, size: int, channels: int, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
     """An encoded image (bytes) or image file -> uint8 ``[size, size, channels]``: the one
     decoding that training data and served requests share. ``ValueError`` (saying why) for
     an image over ``MAX_PIXELS`` (checked from its header, before decoding) or one so small
     that it would be stretched more than ``MAX_UPSCALE`` times. 16-bit images are scaled to
     8 bits over their full range, not clipped."""
-    limit = f"over the {MAX_PIXELS / 1e6:.0f}-megapixel limit"
+    limit = f"over the {max_pixels / 1e6:.3g}-megapixel limit"
     try:
         opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except Image.DecompressionBombError as exc:  # PIL refuses twice its limit on opening
@@ -62,7 +71,7 @@ def decode_image(source: bytes | Path, size: int, channels: int) -> np.ndarray:
         raise ValueError(f"{pixels[1] if pixels else 'its'} pixels is {limit}") from None
     with opened as img:
         width, height = img.size
-        if width * height > MAX_PIXELS:
+        if width * height > max_pixels:
             raise ValueError(f"{width} x {height} pixels is {limit}")
         if min(width, height) * MAX_UPSCALE < size:
             raise ValueError(
@@ -152,7 +161,7 @@ class ImageInput(InputSpec):
             except (binascii.Error, ValueError) as exc:
                 raise InvalidRequest(f"row {row}: '{column}' is not valid base64 ({exc})") from None
             try:
-                out[row] = decode_image(data, self.size, self.channels)
+                out[row] = decode_image(data, self.size, self.channels, serve_max_pixels())
             except (UnidentifiedImageError, OSError, ValueError) as exc:
                 raise InvalidRequest(
                     f"row {row}: '{column}' is not a decodable image ({exc})"

@@ -5,6 +5,7 @@ training split are applied here, as in training."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,8 +18,23 @@ from mtl_models.nn.model import ModelSpec
 __all__ = ["InvalidRequest", "encode_png", "raw_request", "request_inputs"]
 
 
+MAX_ROWS = 1024  # rows in one request; MTLFLOW_SERVE_MAX_ROWS overrides it
+
+
+def max_rows() -> int:
+    return int(os.environ.get("MTLFLOW_SERVE_MAX_ROWS", MAX_ROWS))
+
+
 def request_inputs(frame: pd.DataFrame, specs: Sequence[InputSpec]) -> dict[str, np.ndarray]:
-    """Raw request columns -> the arrays the model reads, encoded as in training."""
+    """Raw request columns -> the arrays the model reads, encoded as in training. A request
+    of more than ``max_rows()`` rows is refused before any is decoded (memory stays bounded
+    however large the request)."""
+    limit = max_rows()
+    if len(frame) > limit:
+        raise InvalidRequest(
+            f"{len(frame)} rows in one request; at most {limit} (MTLFLOW_SERVE_MAX_ROWS): "
+            "send them in several requests"
+        )
     return {spec.name: spec.encode(*spec.decode_request(frame)) for spec in specs}
 
 

@@ -42,9 +42,9 @@ def png(array: np.ndarray, mode: str | None = None) -> bytes:
 
 def test_an_image_over_the_pixel_limit_is_refused_before_decoding() -> None:
     assert MAX_PIXELS < 12000 * 12000 < 2 * MAX_PIXELS  # PIL warns there, errors above
-    with pytest.raises(ValueError, match=r"^12000 x 12000 pixels is over the 89-megapixel limit"):
+    with pytest.raises(ValueError, match=r"^12000 x 12000 pixels is over the 89.5-megapixel limit"):
         decode_image(png_header_only(12000, 12000), 64, 1)  # PIL would only warn
-    with pytest.raises(ValueError, match=r"^400000000 pixels is over the 89-megapixel limit"):
+    with pytest.raises(ValueError, match=r"^400000000 pixels is over the 89.5-megapixel limit"):
         decode_image(png_header_only(20000, 20000), 64, 1)  # PIL refuses on opening
 
 
@@ -102,3 +102,12 @@ def test_a_file_named_twice_is_refused_naming_both_rows(tmp_path: Path) -> None:
     assert "1 rows name a file another row names, in column 'path'" in str(err.value)
     assert "row 4 repeats row 2: a.png" in str(err.value)
     read(tmp_path, manifest(tmp_path, ["a.png", "b.png"]))  # distinct files read fine
+
+
+def test_a_served_image_has_its_own_lower_pixel_bound(monkeypatch) -> None:
+    spec = ImageInput("image", 64, 1)
+    photo = [base64.b64encode(png(np.zeros((100, 100), np.uint8))).decode()]
+    assert spec.decode_request(pd.DataFrame({"image": photo}))[0].shape == (1, 64, 64, 1)
+    monkeypatch.setenv("MTLFLOW_SERVE_MAX_PIXELS", "5000")
+    with pytest.raises(InvalidRequest, match=r"^row 0: .*100 x 100 pixels is over the 0.005-mega"):
+        spec.decode_request(pd.DataFrame({"image": photo}))

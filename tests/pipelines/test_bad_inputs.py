@@ -4,6 +4,8 @@ override whose value is broken YAML, a device the machine does not have."""
 from __future__ import annotations
 
 import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -109,3 +111,18 @@ def test_a_section_given_twice_in_params_is_refused_naming_both_lines(tmp_path) 
     path.write_text("train:\n  weighting: {method: static, weights: {a: 1, a: 2}}\n")
     with pytest.raises(ConfigError, match="line 2: key 'a' is given twice"):
         load_params(path)
+
+
+def test_a_request_with_too_many_rows_is_refused_before_decoding(monkeypatch) -> None:
+    from mtl_models.inputs import FeatureInput, InvalidRequest
+    from pipelines.serving.requests import request_inputs
+
+    spec = FeatureInput("x", ("a",), (), (0.0,), (1.0,), ())
+    frame = pd.DataFrame({"a": np.arange(5.0)})
+    assert request_inputs(frame, [spec])["x"].shape == (5, 1)
+    monkeypatch.setenv("MTLFLOW_SERVE_MAX_ROWS", "4")
+    with pytest.raises(InvalidRequest) as err:
+        request_inputs(frame, [spec])
+    assert str(err.value) == (
+        "5 rows in one request; at most 4 (MTLFLOW_SERVE_MAX_ROWS): send them in several requests"
+    )

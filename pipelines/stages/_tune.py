@@ -42,6 +42,9 @@ def tune(params: Params, paths: ProjectPaths, project_run: str | None = None) ->
         print(f"tune: skipped ({reason}); train uses params.yaml as it is")
         content: dict[str, Any] = {"study": None, "skipped": reason, "params": {}}
         write_best_params(paths, content)
+        # DVC requires every declared output: the search's folder exists, saying why it is empty
+        paths.tune_dir.mkdir(parents=True, exist_ok=True)
+        (paths.tune_dir / "SKIPPED").write_text(f"tune skipped: {reason}\n")
         return content
     multi = cfg.objective == "per_task"
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # TrialPrinter says it once, shorter

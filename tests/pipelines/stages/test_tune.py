@@ -233,3 +233,14 @@ def test_train_applies_the_tuned_values(root, capsys):
     for key, value in content["params"].items():
         assert logged.params[key] == str(value)
     assert logged.tags["optuna.trial"] == str(content["trial"])
+
+
+def test_a_skipped_tune_still_writes_every_output_dvc_declares(project):
+    """dvc.yaml declares reports/tune: a skipped search leaves it, saying why, or
+    `dvc repro` fails with "output 'reports/tune' does not exist"."""
+    params, paths = project
+    params = load_params(paths.root / "params.yaml", ["tune.enabled=false"])
+    content = stages.tune(params, paths)
+    assert content["skipped"] == "tune.enabled is false"
+    assert (paths.tune_dir / "SKIPPED").read_text() == "tune skipped: tune.enabled is false\n"
+    assert paths.best_params.is_file()

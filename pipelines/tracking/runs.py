@@ -167,13 +167,23 @@ def log_split_dataset(csv: Path, context: str) -> None:
 
 def task_metric_values(prefix: str, per_task: dict[str, dict[str, Any]]) -> dict[str, float]:
     """``{"<prefix>/<task>/<metric>": value}`` for MLflow: the numeric metrics of each task,
-    without its sample count ``n`` and without NaN (a task with no labelled samples)."""
-    return {
+    without its sample count ``n`` and without NaN (a task with no labelled samples).
+
+    Each task's primary score also goes to ``<prefix>/score_<task>``: the UI's chart view
+    makes one section per key up to its last ``/``, in alphabetical order, so these sit in
+    the ``<prefix>`` section beside ``<prefix>/score``, the mean: all the scores in one place,
+    before the per-task detail sections."""
+    values = {
         f"{prefix}/{task}/{name}": float(value)
         for task, values in per_task.items()
         for name, value in values.items()
         if isinstance(value, (int, float)) and name != "n" and not math.isnan(value)
     }
+    for task, metrics in per_task.items():
+        score = metrics.get("score")
+        if isinstance(score, (int, float)) and not math.isnan(score):
+            values[f"{prefix}/score_{task}"] = float(score)
+    return values
 
 
 # MLflow 3's UI opens an experiment in its GenAI view unless the experiment says it is model
@@ -234,10 +244,7 @@ class MlflowEpochLogger(Callback):
                 for j, b in enumerate(names)
                 if i != j and math.isfinite(matrix[i][j])
             ]
-        for task, values in log.val_metrics.items():
-            for name, value in values.items():
-                if isinstance(value, (int, float)) and name != "n":
-                    metrics[f"val/{task}/{name}"] = float(value)
+        metrics |= task_metric_values("val", log.val_metrics)
         mlflow.log_metrics(metrics, step=log.epoch)
 
     def on_train_end(self, result: FitResult) -> None:

@@ -205,3 +205,18 @@ def test_gradient_method_logs_weights_gradient_cosines_and_heatmap(project):
     assert all(w > 0 for w in weights) and len(set(weights)) > 1  # UPGrad reweights tasks
     plots = {f.path for f in client.list_artifacts(run.info.run_id, "plots")}
     assert "plots/gradient_cosine.png" in plots
+
+
+def test_every_score_sits_in_the_first_chart_section_beside_the_mean(pipeline_run):
+    """The chart view makes a section per key up to its last `/`, alphabetically: the
+    per-task scores are also logged as `test/score_<task>`, `val/score_<task>`, beside the
+    mean, so the first sections hold every score (the per-task detail comes after)."""
+    client = MlflowClient(pipeline_run.tracking_uri)
+    metrics = client.get_run(pipeline_run.run_info["run_id"]).data.metrics
+    for task, scored in pipeline_run.metrics["tasks"].items():
+        assert metrics[f"test/score_{task}"] == pytest.approx(scored["score"])
+        assert metrics[f"test/score_{task}"] == metrics[f"test/{task}/score"]
+        assert metrics[f"val/score_{task}"] == metrics[f"val/{task}/score"]
+    sections = sorted({key.rpartition("/")[0] for key in metrics if "/" in key})
+    assert sections[0] == "test"
+    assert not any(key.startswith(("affinity/", "grad_cosine/", "augment/")) for key in metrics)

@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from mtl_models.augment.effects import expand_remap
 from mtl_models.losses import ClassWeighting
+from mtl_models.nn.architectures import ARCHITECTURES
 from mtl_models.tasks import TaskSpec
 from mtl_models.weighting import WEIGHTINGS, check_weighting
 from pipelines.config._base import Section
@@ -101,6 +102,11 @@ class Params(Section):
         return self.tasks[task].focal_gamma_or(self.train.focal_gamma)
 
 
+def _union_tag(part: object) -> bool:
+    """A weighting method's or an architecture's name in an error's path (the union's tag)."""
+    return isinstance(part, str) and (part in WEIGHTINGS or part in ARCHITECTURES)
+
+
 def params_dict(params: Params) -> dict[str, Any]:
     """The validated params as plain YAML-able data (``register`` under its file name)."""
     return params.model_dump(by_alias=True, mode="json")
@@ -109,13 +115,16 @@ def params_dict(params: Params) -> dict[str, Any]:
 def overlay(params: Params, values: Mapping[str, Any], source: str = "trial") -> Params:
     """``params`` with dotted ``values`` set on top, validated again (how trials apply samples).
 
-    Choosing another weighting method drops the previous method's hyperparameters, which the
-    new one would reject.
+    Choosing another weighting method (or architecture) drops the previous one's
+    hyperparameters, which the new one would reject.
     """
     raw = params_dict(params)
     method = values.get("train.weighting.method")
     if method is not None and method != raw["train"]["weighting"]["method"]:
         raw["train"]["weighting"] = {"method": method}
+    architecture = values.get("model.architecture.name")
+    if architecture is not None and architecture != raw["model"]["architecture"]["name"]:
+        raw["model"]["architecture"] = {"name": architecture}
     for key, value in values.items():
         set_path(raw, key, value)
     result = parse_params(raw, source=source, check_space=False)
@@ -140,12 +149,12 @@ def parse_params(
     except ValidationError as exc:
         errors = [
             # Discriminated unions put the method name in the path; drop it for readability.
-            {**e, "loc": tuple(p for p in e["loc"] if p not in WEIGHTINGS)}
+            {**e, "loc": tuple(p for p in e["loc"] if not _union_tag(p))}
             for e in exc.errors(include_url=False)
         ]
         problems = tuple((".".join(map(str, e["loc"])), str(e["type"])) for e in errors)
         raise ConfigError(f"{source}: invalid parameters\n{_describe(errors)}", problems) from None
-    if check_space:
+    if check_space and params.tune.enabled:  # a search that will not run blocks nothing
         # search_space overlays params itself: imported here, where both modules are loaded
         from pipelines.config.search_space import check_search_space
 

@@ -11,7 +11,7 @@ import yaml
 
 from mtl_models.inputs import ImageInput
 from mtl_models.nn.architectures import ARCHITECTURES
-from pipelines.config import Params
+from pipelines.config import Params, overlay
 from pipelines.config import parse_params as parse
 from pipelines.config.model import architecture_hyperparameters
 from pipelines.errors import ConfigError
@@ -61,7 +61,7 @@ def test_every_architecture_is_configurable_with_its_own_defaults(name: str) -> 
         ),
         (
             {"architecture": {"name": "mmoe", "expert": 3}, "shared_depth": 2},
-            r"model\.architecture\.mmoe\.expert: Extra inputs are not permitted",
+            r"model\.architecture\.expert: Extra inputs are not permitted",
         ),
         (
             {"architecture": {"name": "moe"}},
@@ -69,7 +69,7 @@ def test_every_architecture_is_configurable_with_its_own_defaults(name: str) -> 
         ),
         (
             {"architecture": {"name": "dselect_k", "k": "two"}, "shared_depth": 2},
-            r"model\.architecture\.dselect_k\.k: Input should be a valid integer",
+            r"model\.architecture\.k: Input should be a valid integer",
         ),
     ],
 )
@@ -123,3 +123,21 @@ def test_a_hyperparameter_sampled_for_an_architecture_without_it_suggests_when()
         f"no 'experts'; sample it only for one that does ({', '.join(takers)}), "
         f"e.g. when: {{model.architecture.name: {takers[0]}}}"
     )
+
+
+def test_a_trial_switching_architecture_drops_the_previous_ones_keys() -> None:
+    params = parse_params({"architecture": {"name": "cgc", "shared_experts": 3}, "shared_depth": 2})
+    switched = overlay(params, {"model.architecture.name": "mmoe"})
+    assert switched.model.architecture.args() == {"experts": 4}
+
+
+def test_a_search_that_will_not_run_does_not_block_another_architecture() -> None:
+    """The shipped search samples shared_depth up to 4, which experts cannot use; with the
+    search off, an expert architecture at a lower split trains."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["model"] |= {"architecture": {"name": "mmoe"}, "shared_depth": 2}
+    raw["tune"]["enabled"] = False
+    assert parse(raw).model.architecture.name == "mmoe"
+    raw["tune"]["enabled"] = True
+    with pytest.raises(ConfigError, match=r"tune.search_space.model.shared_depth: 4 gives"):
+        parse(raw)

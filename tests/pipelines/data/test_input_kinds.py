@@ -139,9 +139,9 @@ def test_table_and_request_decode_an_image_with_the_same_function(
     calls: list[type] = []
     decode = image_module.decode_image
 
-    def spy(source: bytes | Path, size: int, channels: int) -> np.ndarray:
+    def spy(source: bytes | Path, size: int, channels: int, *bound: int) -> np.ndarray:
         calls.append(type(source))
-        return decode(source, size, channels)
+        return decode(source, size, channels, *bound)
 
     monkeypatch.setattr(image_module, "decode_image", spy)
     config = ImageInput.Config.model_validate({"kind": "image", "size": 10, "channels": 3})

@@ -74,11 +74,13 @@ def audit_findings(augmentation: Mapping[str, Any] | None) -> list[Finding]:
         text = (
             f"(augmentation) changes labels: the label audit's probe scores {worst}"
             f"{f' (+{more} more)' if more else ''} on the validation images without and with "
-            "it, beyond noise; training with it teaches those tasks wrong labels. Declare "
-            f"`sensitive_to: [{effects}]` for {', '.join(t['flagged'])} (it is then excluded)"
+            "it (beyond noise), so it changes these labels or hides what they are read from. "
+            f"Declare `sensitive_to: [{effects}]` for {', '.join(t['flagged'])} (it is then "
+            "excluded)"
         )
         if TRANSFORMS[t["name"]].remappable and not t["remap"]:
             text += f", or the remap `augment.remaps.{t['name']}` if it moves labels between tasks"
+        text += "; where a label truly survives it, a longer probe (`augment.audit.epochs`) tells"
         findings.append(Finding(t["name"], text + "."))
     return findings
 

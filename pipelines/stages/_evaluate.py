@@ -59,6 +59,7 @@ def evaluate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
         weighting=run_info.get("weighting", params.train.weighting.method),
         run_id=run_info["run_id"],
         affinity=affinity,
+        augmentation=_optional_report(paths.reports_dir / "augmentation.json"),
     )
 
     write_json(paths.metrics_file, metrics)

@@ -87,8 +87,11 @@ def test_training_run_reports_the_resolved_augmentation_policy(pipeline_run, tmp
     run_id = pipeline_run.run_info["run_id"]
     logged = client.download_artifacts(run_id, "augmentation.json", dst_path=str(tmp_path))
     assert json.loads(Path(logged).read_text()) == report
-    metrics = client.get_run(run_id).data.metrics
-    assert (metrics["augment/kept"], metrics["augment/excluded"]) == (len(kept), len(excluded))
+    tags = client.get_run(run_id).data.tags
+    assert (tags["mtlflow.augment_kept"], tags["mtlflow.augment_excluded"]) == (
+        str(len(kept)),
+        str(len(excluded)),
+    )
 
 
 def test_the_experiment_opens_as_model_training_and_links_ask_for_that_view(pipeline_run):

@@ -44,7 +44,7 @@ def test_a_copied_project_refuses_to_write_into_the_original(tmp_path, monkeypat
         tracking.configure(load_params(copy / "params.yaml"))
     message = str(err.value)
     assert f"keeps its artifacts in {original.resolve() / 'mlruns'}" in message
-    assert "the project was copied or moved" in message
+    assert f"outside this project ({copy.resolve()})" in message and "copied or moved" in message
     assert "remove mlflow.db and mlruns/ to start a fresh store" in message
     assert files_under(original / "mlruns") == before  # nothing reached the original
 

@@ -79,6 +79,11 @@ class ProjectPaths:
     def diagnosis_file(self) -> Path:
         return self.reports_dir / "diagnosis.md"
 
+    @property
+    def train_checkpoint(self) -> Path:
+        """The state of an unfinished ``train`` (no stage's output: deleted when it ends)."""
+        return self.root / ".mtlflow" / "train-checkpoint.pt"
+
 
 def sqlite_lock(url: str) -> AbstractContextManager[Any]:
     """A lock file beside a ``sqlite:///`` database, for work that two processes must not do

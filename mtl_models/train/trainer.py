@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from mtl_models.metrics import summarize, task_metrics
+from mtl_models.metrics import summarize
 from mtl_models.nn.model import MultiTaskModel
+from mtl_models.train import resume
 from mtl_models.train.acceleration import Acceleration
 from mtl_models.train.affinity import affinity_unavailable, lookahead_affinity
 from mtl_models.train.fine_tune import FineTune
 from mtl_models.train.fine_tune import scheduler as fine_tune_scheduler
 from mtl_models.train.loaders import Inputs, head_of, to_device
+from mtl_models.train.prediction import predict, score_predictions
 from mtl_models.weighting import WeightingMethod, check_weighting
 
 Batch = tuple[Inputs, Tensor]
@@ -31,49 +33,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-@dataclass
-class Predictions:
-    """Labels and decoded predictions over a loader, in task order."""
-
-    labels: np.ndarray  # [N, T], NaN = missing
-    predictions: np.ndarray  # [N, T]
-    probas: dict[str, np.ndarray]  # task -> [N, K] for kinds with class probabilities
-
-
-@torch.no_grad()
-def predict(model: MultiTaskModel, loader: Iterable[Batch], device: torch.device) -> Predictions:
-    model.eval()
-    labels, preds, probas = [], [], {name: [] for name in model.task_names}
-    for inputs, batch_labels in loader:
-        decoded = model.decode(model(to_device(inputs, device)))
-        labels.append(batch_labels.numpy())
-        preds.append(
-            np.stack([decoded[n].prediction.float().cpu().numpy() for n in model.task_names], 1)
-        )
-        for name, d in decoded.items():
-            if d.proba is not None:
-                probas[name].append(d.proba.cpu().numpy())
-    return Predictions(
-        labels=np.concatenate(labels),
-        predictions=np.concatenate(preds),
-        probas={name: np.concatenate(p) for name, p in probas.items() if p},
-    )
-
-
-def score_predictions(
-    model: MultiTaskModel, result: Predictions, majority: Mapping[str, float] | None = None
-) -> dict[str, dict[str, Any]]:
-    return {
-        task.name: task_metrics(
-            task,
-            result.labels[:, t],
-            result.predictions[:, t],
-            None if majority is None else majority.get(task.name),
-        )
-        for t, task in enumerate(model.tasks)
-    }
 
 
 @dataclass
@@ -120,6 +79,9 @@ class Callback:
 
     def on_train_begin(self, trainer: Trainer) -> None:
         pass
+
+    def on_resume(self, history: list[EpochLog]) -> None:
+        """Training continues from a checkpoint after the epochs of ``history``."""
 
     def on_epoch_end(self, log: EpochLog) -> None:
         pass
@@ -258,14 +220,24 @@ class Trainer:
             for name, row in zip(self.model.task_names, gates.tolist(), strict=True)
         }
 
-    def fit(self, train_loader: DataLoader[Batch], val_loader: DataLoader[Batch]) -> FitResult:
-        result = FitResult()
-        best_state: dict[str, Tensor] | None = None
-        waited = 0
+    def fit(
+        self,
+        train_loader: DataLoader[Batch],
+        val_loader: DataLoader[Batch],
+        checkpoint: resume.Checkpoint | None = None,
+    ) -> FitResult:
+        """Train up to ``epochs``; with a ``checkpoint``, continue from its state and save
+        the whole training state after every epoch (``mtl_models.train.resume``)."""
+        result, best_state, waited = FitResult(), None, 0
+        if checkpoint is not None and checkpoint.state is not None:
+            result, best_state, waited = self._restore(checkpoint.state, train_loader)
         for cb in self.callbacks:
             cb.on_train_begin(self)
+            if result.history:
+                cb.on_resume(result.history)
         names = self.model.task_names
-        for epoch in range(1, self.epochs + 1):
+        first = self.epochs + 1 if result.stopped_early else self._epoch + 1
+        for epoch in range(first, self.epochs + 1):
             start = time.perf_counter()
             stats = self.train_epoch(train_loader)
             val_metrics = score_predictions(
@@ -300,11 +272,55 @@ class Trainer:
             result.history.append(log)
             for cb in self.callbacks:
                 cb.on_epoch_end(log)
-            if self.patience is not None and waited >= self.patience:
-                result.stopped_early = True
+            result.stopped_early = self.patience is not None and waited >= self.patience
+            if checkpoint is not None:
+                checkpoint.save(self._state(result, best_state, waited, train_loader))
+            if result.stopped_early:
                 break
         if best_state is not None:
             self.model.load_state_dict(best_state)
         for cb in self.callbacks:
             cb.on_train_end(result)
         return result
+
+    def _state(
+        self, result: FitResult, best: dict[str, Tensor] | None, waited: int, loader: object
+    ) -> dict[str, object]:
+        return {
+            "epoch": self._epoch,
+            "step": self._step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "weighting": resume.module_state(self.weighting),
+            "best_state": best,
+            "waited": waited,
+            "result": {
+                "best_epoch": result.best_epoch,
+                "best_score": result.best_score,
+                "stopped_early": result.stopped_early,
+                "history": resume.history_json(result.history),
+            },
+            "random": resume.global_random_state(),
+            "loader": resume.loader_state(loader),
+        }
+
+    def _restore(
+        self, state: dict[str, Any], loader: object
+    ) -> tuple[FitResult, dict[str, Tensor] | None, int]:
+        self._epoch, self._step = int(state["epoch"]), int(state["step"])
+        self.model.load_state_dict(state["model"])
+        self.weighting.prepare_resume()
+        resume.load_module_state(self.weighting, state["weighting"], self.device)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        resume.set_global_random_state(state["random"])
+        resume.set_loader_state(loader, state["loader"])
+        saved = state["result"]
+        history = [EpochLog(**log) for log in json.loads(saved["history"])]
+        result = FitResult(
+            history, saved["best_epoch"], saved["best_score"], saved["stopped_early"]
+        )
+        best = state["best_state"]
+        best = None if best is None else {k: v.to(self.device) for k, v in best.items()}
+        return result, best, int(state["waited"])

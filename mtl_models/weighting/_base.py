@@ -70,6 +70,10 @@ class WeightingMethod(nn.Module, ABC):
     def end_epoch(self) -> None:
         """Roll epoch-level state forward."""
 
+    def prepare_resume(self) -> None:
+        """Create state a method builds lazily (an optimiser at the first step), so a
+        checkpoint's state can be loaded into it (``mtl_models.train.resume``)."""
+
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
 

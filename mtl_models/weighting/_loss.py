@@ -118,6 +118,14 @@ class FastAdaptiveWeighting(ScalarizerWeighting):
     def after_step(self, losses_after: Tensor) -> None:
         self.scalarizer.update(losses_after)
 
+    def prepare_resume(self) -> None:
+        # torchjd creates FAMO's Adam at the first update; a checkpoint holds its moments
+        famo = self.scalarizer
+        if famo._optimizer is None:
+            famo._optimizer = torch.optim.Adam(
+                [famo._w], lr=famo.lr, weight_decay=famo.weight_decay
+            )
+
 
 @WEIGHTINGS.register("stch")
 class SmoothTchebycheff(ScalarizerWeighting):

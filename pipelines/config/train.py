@@ -88,6 +88,9 @@ class TrainConfig(Section):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     channels_last: Literal["auto"] | bool = "auto"
     compile: bool = False
+    # save the whole training state after every epoch (.mtlflow/train-checkpoint.pt) and
+    # continue from it after a kill, into the same MLflow run; false = start over
+    resume: bool = True
 
     def weighting_kwargs(self) -> dict[str, Any]:
         return self.weighting.model_dump(exclude={"method"})

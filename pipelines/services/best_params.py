@@ -26,7 +26,8 @@ HEADER = (
 # the study (raising n_trials continues it).
 NOT_IN_STUDY = {
     "tune": ("enabled", "n_trials", "storage", "study_name", "heartbeat_seconds", "seed"),
-    "train": ("epochs", "device", "num_workers", "affinity"),  # trials measure no affinity
+    # trials measure no affinity, and are not checkpointed
+    "train": ("epochs", "device", "num_workers", "affinity", "resume"),
 }
 
 

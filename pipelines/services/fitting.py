@@ -25,6 +25,7 @@ from mtl_models.train.acceleration import Acceleration
 from mtl_models.train.affinity import affinity_unavailable
 from mtl_models.train.fine_tune import FineTune
 from mtl_models.train.loaders import MultiTaskDataset, Shard, make_loader, make_schedule_loader
+from mtl_models.train.resume import Checkpoint
 from mtl_models.train.trainer import Callback, FitResult, Trainer
 from mtl_models.weighting import build_weighting
 from pipelines.config import Params
@@ -92,11 +93,13 @@ def fit(
     callbacks: Sequence[Callback] = (),
     input_specs: Sequence[InputSpec] = (),
     shard: Shard | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Fitted:
     """Build the model, weighting and loaders ``params`` describe and train; ``train``,
     every tuning trial and every baseline go through here. ``input_specs`` are the split's
     (``load_input_specs``): the encodings the served model applies to raw inputs. ``shard``:
-    this process's part of a DDP run (``pipelines.services.distributed``)."""
+    this process's part of a DDP run (``pipelines.services.distributed``); ``checkpoint``:
+    where the trainer saves its state after every epoch, and the state to continue from."""
     shard = shard or Shard()
     cfg = params.train
     (train_inputs, train_labels), (val_inputs, val_labels) = train_data, val_data
@@ -147,7 +150,7 @@ def fit(
         ),
         fine_tune=FineTune(**cfg.fine_tune.model_dump()),
     )
-    result = trainer.fit(train_loader, val_loader)
+    result = trainer.fit(train_loader, val_loader, checkpoint)
     return Fitted(model=model, spec=spec, result=result, tasks=tasks, device=device)
 
 

@@ -21,7 +21,7 @@ from mtl_models.augment.policy import ResolvedPolicy
 from mtl_models.inputs import InputSpec
 from mtl_models.metrics import majority_labels
 from mtl_models.train.loaders import MultiTaskDataset, make_loader
-from mtl_models.train.trainer import predict
+from mtl_models.train.prediction import predict
 from pipelines.config import Params, overlay
 from pipelines.data.splits import ArraysByInput, load_input_specs, load_split
 from pipelines.files import ProjectPaths

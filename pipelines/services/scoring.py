@@ -11,7 +11,7 @@ from mtl_models.metrics import majority_labels
 from mtl_models.nn.model import MultiTaskModel
 from mtl_models.tasks import TaskSpec
 from mtl_models.train.loaders import MultiTaskDataset, make_loader
-from mtl_models.train.trainer import Predictions, predict, score_predictions
+from mtl_models.train.prediction import Predictions, predict, score_predictions
 from pipelines.data.splits import ArraysByInput
 
 # majority_accuracy sits beside the score because a constant predictor's QWK is 0 by

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Collection
 from typing import Any
 
@@ -9,6 +11,7 @@ import mlflow
 
 from mtl_models.nn.checkpoint import save_checkpoint
 from mtl_models.train.loaders import Shard
+from mtl_models.train.resume import Checkpoint
 from pipelines import tracking
 from pipelines.config import Params, overlay
 from pipelines.data.splits import load_input_specs, load_split, split_digest
@@ -56,8 +59,9 @@ def _train(
     input_specs = load_input_specs(paths)
     policy = resolve_augmentation(params)  # fails before training
     start = check_backbone(params, input_specs)
+    checkpoint = _checkpoint(params, paths, shard)
     if shard.rank != 0:  # trains its shard; rank 0 logs and writes
-        fit(params, train_data, val_data, policy, input_specs=input_specs, shard=shard)
+        fit(params, train_data, val_data, policy, (), input_specs, shard, checkpoint)
         return {}
     print(policy.describe())
 
@@ -66,8 +70,16 @@ def _train(
         f"train {params.train.weighting.method} {params.model.backbone.name} "
         f"{params.model.architecture.name} split-{split_digest(paths)[:7]}"
     )
-    with tracking.training_run(params, paths.root, name, project_run=project_run) as run:
+    resumed = checkpoint is not None and checkpoint.state is not None
+    interrupted = checkpoint.tags.get("run_id") if resumed else None
+    with tracking.training_run(
+        params, paths.root, name, project_run=project_run, resume_run=interrupted
+    ) as run:
         mlflow.set_tags({"mtlflow.stage": "train", "data.split_sha256": split_digest(paths)})
+        if checkpoint is not None:
+            checkpoint.tags["run_id"] = run.info.run_id
+        if resumed:
+            mlflow.set_tag("mtlflow.resumed_after_epoch", str(checkpoint.epoch))
         if start is not None:  # where the backbone's weights came from, and what matched
             mlflow.set_tag("mtlflow.backbone_start", start.summary()[:5000])
         if tuned is not None:
@@ -85,10 +97,14 @@ def _train(
         )
         callbacks = [
             tracking.EpochPrinter(),
-            tracking.MlflowEpochLogger(),
+            # a resumed training logged its first epochs to the interrupted run: into any
+            # other run (a new flow run's) they are logged again
+            tracking.MlflowEpochLogger(replay=interrupted != run.info.run_id),
             gates.GateWeightsLogger(),
         ]
-        fitted = fit(params, train_data, val_data, policy, callbacks, input_specs, shard)
+        fitted = fit(
+            params, train_data, val_data, policy, callbacks, input_specs, shard, checkpoint
+        )
         result = fitted.result
         mlflow.log_metrics({"best_epoch": result.best_epoch, "best_val_score": result.best_score})
         print(f"train: best val/score {result.best_score:.4f} at epoch {result.best_epoch}")
@@ -122,4 +138,18 @@ def _train(
                 "weighting": params.train.weighting.method,
             }
             write_json(scratch / paths.run_info.name, run_info)
+    if checkpoint is not None:
+        checkpoint.discard()  # the model is written: nothing left to resume
     return run_info
+
+
+def _checkpoint(params: Params, paths: ProjectPaths, shard: Shard) -> Checkpoint | None:
+    """Where this training saves its state after every epoch (``train.resume``), holding the
+    state of an interrupted run of the same params, split and process count, if any."""
+    if not params.train.resume:
+        return None
+    settings = params.model_dump(by_alias=True, mode="json")
+    del settings["train"]["resume"]
+    what = json.dumps([settings, split_digest(paths), shard.world_size], sort_keys=True)
+    fingerprint = hashlib.sha256(what.encode()).hexdigest()
+    return Checkpoint.open(paths.train_checkpoint, fingerprint, write=shard.rank == 0)

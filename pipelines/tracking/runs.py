@@ -9,21 +9,22 @@ import re
 import subprocess
 import warnings
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pandas as pd
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 
-from mtl_models.train.trainer import Callback, EpochLog, FitResult
+from mtl_models.train.trainer import Callback, EpochLog, FitResult, Trainer
 from pipelines.config import Params
 from pipelines.errors import ConfigError
 from pipelines.files import sqlite_lock
 from pipelines.redaction import redact, redact_values
 from pipelines.tracking.locks import retry_locked
-from pipelines.tracking.orphans import close_orphaned_runs, owner_tags
+from pipelines.tracking.orphans import REASON_TAG, close_orphaned_runs, owner_tags
 from pipelines.tracking.relocation import check_not_relocated
 
 
@@ -103,11 +104,13 @@ def training_run(
     run_name: str,
     join: bool = True,
     project_run: str | None = None,
+    resume_run: str | None = None,
 ) -> Iterator[Run]:
     """Start the run a stage logs to. A project run may already exist: the one a Prefect
     flow run opened (``project_run``), or under ``mlflow run`` the one MLflow made
     (``MLFLOW_RUN_ID``). ``join`` logs into it; otherwise the stage's run is nested under it
-    (``tune``, whose trials' params differ from the final ones)."""
+    (``tune``, whose trials' params differ from the final ones). Without a project run,
+    ``resume_run`` (an interrupted training's) is reopened when the store still has it."""
     configure(params)
     with ExitStack() as stack:
         from_env = os.environ.get("MLFLOW_RUN_ID")
@@ -128,6 +131,10 @@ def training_run(
                     parent_run_id=project_run,
                 )
             )
+        elif resume_run and _reopenable(resume_run):
+            run = stack.enter_context(mlflow.start_run(run_id=resume_run))
+            with suppress(MlflowException):  # closed as KILLED meanwhile: it lives again
+                mlflow.MlflowClient().delete_tag(resume_run, REASON_TAG)
         else:
             experiment = mlflow.set_experiment(params.tracking.experiment)
             run = stack.enter_context(
@@ -143,6 +150,14 @@ def training_run(
             mlflow.set_tag("mlflow.source.git.commit", commit)
         mlflow.log_params(flatten(params.model_dump(by_alias=True, mode="json")))
         yield run
+
+
+def _reopenable(run_id: str) -> bool:
+    try:
+        run = mlflow.MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return run.info.lifecycle_stage == "active"
 
 
 @contextmanager
@@ -216,10 +231,15 @@ class MlflowEpochLogger(Callback):
     (``tables/gradient_cosine.json``, ``tables/affinity.json``; heatmaps are plots).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, replay: bool = False) -> None:
         self.pairs: dict[str, list[dict[str, Any]]] = {"gradient_cosine": [], "affinity": []}
+        self.replay = replay  # a resumed training's first epochs are not in this run yet
 
-    def on_epoch_end(self, log: EpochLog) -> None:
+    def on_resume(self, history: list[EpochLog]) -> None:
+        for log in history:
+            self.on_epoch_end(log, log_metrics=self.replay)
+
+    def on_epoch_end(self, log: EpochLog, log_metrics: bool = True) -> None:
         metrics: dict[str, float] = {"train/loss": log.train_loss, "val/score": log.val_score}
         for task, loss in log.task_losses.items():
             metrics[f"train/{task}/loss"] = loss
@@ -245,7 +265,8 @@ class MlflowEpochLogger(Callback):
                 if i != j and math.isfinite(matrix[i][j])
             ]
         metrics |= task_metric_values("val", log.val_metrics)
-        mlflow.log_metrics(metrics, step=log.epoch)
+        if log_metrics:
+            mlflow.log_metrics(metrics, step=log.epoch)
 
     def on_train_end(self, result: FitResult) -> None:
         for table, rows in self.pairs.items():
@@ -255,6 +276,17 @@ class MlflowEpochLogger(Callback):
 
 class EpochPrinter(Callback):
     """One line per epoch, so long training shows progress."""
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        self.epochs = trainer.epochs
+
+    def on_resume(self, history: list[EpochLog]) -> None:
+        best = max(history, key=lambda log: log.val_score)
+        print(
+            f"train: resuming after epoch {history[-1].epoch} of {self.epochs} "
+            f"(best val/score {best.val_score:.4f} at epoch {best.epoch})",
+            flush=True,
+        )
 
     def on_epoch_end(self, log: EpochLog) -> None:
         worst = min(log.val_metrics.items(), key=lambda kv: kv[1]["score"])

@@ -28,7 +28,8 @@ from mtl_models.train.loaders import (
     make_loader,
     make_schedule_loader,
 )
-from mtl_models.train.trainer import Trainer, predict, score_predictions
+from mtl_models.train.prediction import predict, score_predictions
+from mtl_models.train.trainer import Trainer
 from mtl_models.weighting import build_weighting
 
 NAN = float("nan")

@@ -23,7 +23,8 @@ from mtl_models.nn.architectures import HardSharing
 from mtl_models.nn.backbones import ConvNet
 from mtl_models.tasks import TaskSpec
 from mtl_models.train.loaders import MultiTaskImageDataset, make_loader
-from mtl_models.train.trainer import Trainer, predict
+from mtl_models.train.prediction import predict
+from mtl_models.train.trainer import Trainer
 from mtl_models.weighting import build_weighting
 from tests.toy_data import SHAPES, shape_colour_images
 

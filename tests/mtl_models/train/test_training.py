@@ -20,14 +20,13 @@ from mtl_models.nn.backbones import ConvNet
 from mtl_models.nn.model import MultiTaskModel
 from mtl_models.tasks import TaskSpec
 from mtl_models.train.loaders import MultiTaskImageDataset, make_loader
+from mtl_models.train.prediction import predict, score_predictions
 from mtl_models.train.trainer import (
     Callback,
     EpochLog,
     FitResult,
     Trainer,
-    predict,
     resolve_device,
-    score_predictions,
 )
 from mtl_models.weighting import build_weighting
 from tests.toy_data import bright_left_images

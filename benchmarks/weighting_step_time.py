@@ -2,6 +2,7 @@
 
     python benchmarks/weighting_step_time.py                   # all methods, default model
     python benchmarks/weighting_step_time.py --methods equal upgrad --steps 30
+    python benchmarks/weighting_step_time.py --levels parameters features   # both paths
     python benchmarks/weighting_step_time.py --methods equal \
         --set model.backbone.name=torchvision/resnet18 --set model.shared_depth=null
 
@@ -48,7 +49,9 @@ def measure(
     from pipelines.services.fitting import model_spec
 
     runtime.keep_freed_memory()
-    params = load_params(params_file, [*overrides, f"train.weighting.method={method}"])
+    name, _, level = method.partition("/")  # "upgrad/features": the feature-level path
+    chosen = [f"train.weighting.method={name}", *([f"train.weighting.level={level}"] * bool(level))]
+    params = load_params(params_file, [*overrides, *chosen])
     cfg = params.data.synthetic
     torch.manual_seed(0)
     device = resolve_device(device_name)
@@ -56,7 +59,7 @@ def measure(
     batch = [(images_to_tensor(images[:, :, :, None]), torch.from_numpy(ratings).float())]
     tasks = params.task_specs()
     model = build_model(model_spec(params, tasks, [ImageInput("image", cfg.image_size, 1)]))
-    weighting = build_weighting(method, [t.name for t in tasks], **params.train.weighting_kwargs())
+    weighting = build_weighting(name, [t.name for t in tasks], **params.train.weighting_kwargs())
     trainer = Trainer(model, weighting, epochs=1, device=device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -91,6 +94,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument(
+        "--levels",
+        nargs="+",
+        default=["parameters"],
+        choices=["parameters", "features"],
+        help="aggregators' paths to time: exact (parameters) and/or feature-level",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -110,7 +120,14 @@ def main() -> None:
 
     from mtl_models.weighting import WEIGHTINGS
 
-    methods = args.methods or ["equal", *[m for m in WEIGHTINGS.names() if m != "equal"]]
+    names = args.methods or ["equal", *[m for m in WEIGHTINGS.names() if m != "equal"]]
+    methods = []
+    for name in names:
+        levels = "level" in WEIGHTINGS.get(name).__init__.__code__.co_varnames
+        for level in args.levels if levels else ["parameters"]:
+            spec = name if level == "parameters" else f"{name}/{level}"
+            if spec not in methods:
+                methods.append(spec)
     rows = []
     for method in methods:
         cmd = [
@@ -135,7 +152,7 @@ def main() -> None:
             continue
         rows.append(json.loads(line[len("RESULT ") :]))
         print(
-            f"{method:12s} {rows[-1]['ms_per_step']:8.1f} ms/step  {rows[-1]['peak_mib']:7.0f} MiB",
+            f"{method:20s} {rows[-1]['ms_per_step']:8.1f} ms/step  {rows[-1]['peak_mib']:7.0f} MiB",
             flush=True,
         )
 
@@ -144,6 +161,7 @@ def main() -> None:
         f"\nMachine: {platform.processor() or platform.machine()}, {platform.system()}, "
         f"device {base['device']}, {date.today()}; "
         f"`python benchmarks/weighting_step_time.py --steps {args.steps}"
+        f" --levels {' '.join(args.levels)}"
         f"{''.join(f' --set {item}' for item in args.overrides)}`\n"
     )
     print("| method | family | ms/step | x equal | peak memory (MiB) | + vs equal |")

@@ -3,49 +3,39 @@
 Run from a project after `dvc repro` (it serves `models:/<register.model_name>@<alias>` from
 the project's MLflow store):
 
-    python benchmarks/serving_latency.py                       # 200 requests per setting
-    python benchmarks/serving_latency.py --requests 500 --workers 2
+    python benchmarks/serving_latency.py                       # 1,000 requests per setting
+    python benchmarks/serving_latency.py --workers 2 --threads 1 --skip-pyfunc
 
 1. pyfunc `predict` on 1 and 64 test images (base64 PNG rows, as a client sends them):
    median and p99 latency.
-2. A real `mlflow models serve` process (`--workers`): one image per request, at concurrency
-   1 and 8 (threads sending back to back): p50/p99 latency and requests/s.
+2. A real `mlflow models serve` process (`--workers`; `--threads` sets OMP_NUM_THREADS, the
+   torch threads of each worker): one image per request, at concurrency 1 and 8 (threads
+   sending back to back over kept-alive connections, with a client light enough to leave the
+   CPU to the server): p50/p99 latency and requests/s, each beside the 1-minute load average
+   measured after it (the CPU may be shared).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
-import requests
 import torch
+from serving_soak import Case, KeepAliveClient, project_model, records
 
-from pipelines.config import load_params
-from pipelines.data.splits import load_split
-from pipelines.files import ProjectPaths
 from pipelines.serving import encode_png
-from pipelines.tracking import tracking_uri
+from pipelines.serving.process import served_model
 
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def pyfunc_latency(model_uri: str, rows: list[dict[str, str]], repeats: int) -> None:
@@ -66,81 +56,75 @@ def pyfunc_latency(model_uri: str, rows: list[dict[str, str]], repeats: int) -> 
         )
 
 
-def http_latency(
-    model: str, env: dict[str, str], root: Path, rows: list[dict[str, str]], n: int, workers: int
-) -> None:
-    port = free_port()
-    cmd = [
-        str(Path(sys.executable).parent / "mlflow"),
-        *("models", "serve", "-m", model, "--env-manager", "local"),
-        *("--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)),
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
+def load(url: str, cases: list[Case], n: int, concurrency: int) -> tuple[list[float], float]:
+    """``n`` requests from ``concurrency`` threads, each on its own connection; every answer
+    must be 200. Latencies and wall seconds."""
+    times: list[float] = []
+    lock, position = threading.Lock(), iter(range(n))
+
+    def send() -> None:
+        client = KeepAliveClient(url)
         while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"mlflow models serve did not start ({' '.join(cmd)})")
-            try:
-                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
+            with lock:
+                i = next(position, None)
+            if i is None:
+                break
+            start = time.perf_counter()
+            status, body = client.post("/invocations", cases[i % len(cases)])
+            elapsed = time.perf_counter() - start
+            if status != 200:
+                raise SystemExit(f"HTTP {status}: {body[:300]!r}")
+            with lock:
+                times.append(elapsed)
+        client.close()
+
+    threads = [threading.Thread(target=send) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return times, time.perf_counter() - start
+
+
+def http_latency(model: str, uri: str, root: Path, images: np.ndarray, args) -> None:
+    cases = [
+        Case(f"valid-{i}", records([{"image": encode_png(img)}])) for i, img in enumerate(images)
+    ]
+    env = {} if args.threads is None else {"OMP_NUM_THREADS": str(args.threads)}
+    threads = f", OMP_NUM_THREADS={args.threads}" if args.threads else ""
+    with served_model(model, uri, root, workers=args.workers, env=env) as served:
         print(
-            f"\n| mlflow models serve, --workers {workers}, 1 image/request | p50 ms | p99 ms "
-            "| requests/s |\n|---|---:|---:|---:|"
+            f"\n| mlflow models serve, --workers {args.workers}{threads}, 1 image/request, "
+            f"{args.requests} requests | p50 ms | p99 ms | requests/s | load avg |\n"
+            "|---|---:|---:|---:|---:|"
         )
         for concurrency in (1, 8):
-            session = requests.Session()
-
-            def call(i: int, session: requests.Session = session) -> float:
-                body = {"dataframe_records": [rows[i % len(rows)]]}
-                start = time.perf_counter()
-                response = session.post(f"{url}/invocations", json=body, timeout=60)
-                response.raise_for_status()
-                return time.perf_counter() - start
-
-            for i in range(10):  # warm-up
-                call(i)
-            start = time.perf_counter()
-            with ThreadPoolExecutor(concurrency) as pool:
-                times = list(pool.map(call, range(n)))
-            wall = time.perf_counter() - start
+            load(served.url, cases, 50 * concurrency, concurrency)  # warm-up
+            times, wall = load(served.url, cases, args.requests, concurrency)
             print(
                 f"| concurrency {concurrency} | {percentile(times, 50) * 1e3:.1f} | "
-                f"{percentile(times, 99) * 1e3:.1f} | {n / wall:.0f} |"
+                f"{percentile(times, 99) * 1e3:.1f} | {args.requests / wall:.0f} | "
+                f"{os.getloadavg()[0]:.2f} |",
+                flush=True,
             )
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=50, help="pyfunc calls per batch size")
     parser.add_argument("--workers", type=int, default=1, help="of mlflow models serve")
+    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the server")
+    parser.add_argument("--skip-pyfunc", action="store_true", help="only the HTTP part")
     args = parser.parse_args()
-    paths = ProjectPaths(Path.cwd())
-    params = load_params(paths.root / "params.yaml")
-    images = load_split(paths, "test", params.task_specs())[0]["image"]
-    rows = [{"image": encode_png(img)} for img in images[:64]]
-    uri = tracking_uri(params)
+    model, uri, images = project_model(Path.cwd())
+    images = images[:64]
     mlflow.set_tracking_uri(uri)
-    model = f"models:/{params.registry.model_name}@{params.registry.alias}"
     print(f"{model}, {images.shape[1]}px images, torch threads here: {torch.get_num_threads()}")
-    pyfunc_latency(model, rows, args.repeats)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    http_latency(model, env, paths.root, rows, args.requests, args.workers)
+    if not args.skip_pyfunc:
+        pyfunc_latency(model, [{"image": encode_png(img)} for img in images], args.repeats)
+    http_latency(model, uri, Path.cwd(), images, args)
 
 
 if __name__ == "__main__":

@@ -21,14 +21,15 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
-from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from mtl_models.nn.checkpoint import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
 from mtl_models.nn.model import ModelSpec
 from mtl_models.train.loaders import batch_inputs, to_device
+from pipelines.serving.batching import MicroBatcher
+from pipelines.serving.guard import RequestRefused
+from pipelines.serving.memory import FreedMemoryTrimmer, decode_slot
 from pipelines.serving.requests import InvalidRequest, encode_png, raw_request, request_inputs
 
 IMAGE_COLUMN = "image"
@@ -48,10 +49,16 @@ class Predictor:
     def from_dir(cls, directory: Path) -> Predictor:
         return cls(directory / WEIGHTS_FILE, directory / SPEC_FILE)
 
-    @torch.no_grad()
     def predict_inputs(self, inputs: dict[str, np.ndarray], batch_size: int = 256) -> pd.DataFrame:
         """Encoded input arrays (as in the split files) -> one column per task (+ ``_proba``);
         a task with named classes predicts the name."""
+        return pd.DataFrame(self.predict_columns(inputs, batch_size))
+
+    @torch.no_grad()
+    def predict_columns(
+        self, inputs: dict[str, np.ndarray], batch_size: int = 256
+    ) -> dict[str, list[Any]]:
+        """``predict_inputs``'s columns as lists, before they become a frame."""
         columns: dict[str, list[Any]] = {}
         n = len(next(iter(inputs.values())))
         for start in range(0, n, batch_size):
@@ -67,7 +74,7 @@ class Predictor:
                 if decoded.proba is not None:
                     probas = decoded.proba.double().tolist()
                     columns.setdefault(f"{task.name}_proba", []).extend(probas)
-        return pd.DataFrame(columns)
+        return columns
 
     def predict_images(self, images: np.ndarray, batch_size: int = 256) -> pd.DataFrame:
         """For a model with one image input: uint8 ``[N, H, W, C]`` images."""
@@ -79,21 +86,29 @@ class Predictor:
 
 
 class MultiTaskPyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc: rows of raw inputs in, one column per task (+ ``_proba``) out."""
+    """MLflow pyfunc: rows of raw inputs in, one column per task (+ ``_proba``) out.
+    Concurrent calls (the scoring server runs each request in a thread) share forward passes
+    through a ``MicroBatcher``; each call gets exactly its own rows back."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.predictor = Predictor(
             Path(context.artifacts["weights"]), Path(context.artifacts["spec"])
         )
+        self.batcher = MicroBatcher(self.predictor.predict_columns)
+        self.trimmer = FreedMemoryTrimmer()
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         try:
-            return self.predictor.predict_frame(model_input)
+            with decode_slot:
+                inputs = request_inputs(model_input, self.predictor.spec.input_specs())
+            return pd.DataFrame(self.batcher(inputs))
         except InvalidRequest as exc:
-            # MLflow's scoring server turns this error code into HTTP 400 and keeps serving.
-            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+            # MLflow's scoring server turns this into HTTP 400 and keeps serving.
+            raise RequestRefused(str(exc)) from None
+        finally:
+            self.trimmer.touch()
 
 
 def example_request(

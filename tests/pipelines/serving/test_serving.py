@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import requests
 from PIL import Image
 
-from pipelines.serving import encode_png
+from pipelines.serving import Predictor, encode_png
+from pipelines.serving.guard import max_body_bytes
 from tests.serving_support import invoke, model_server
 
 pytestmark = pytest.mark.slow
@@ -75,3 +78,48 @@ def test_bad_requests_get_4xx_naming_row_and_reason_and_server_keeps_serving(
     assert expected in response.json()["message"]
     healthy = invoke(server, [{"image": encode_png(np.zeros((32, 32), np.uint8))}])
     assert healthy.status_code == 200
+
+
+def test_concurrent_requests_share_forward_passes_and_keep_their_predictions(server, pipeline_run):
+    """The scoring server runs requests in threads and the model batches those that arrive
+    together: each must still get the in-process predictions of its own image."""
+    from pipelines.data.sources.synthetic_defects import generate_defect_dataset
+
+    images, _ = generate_defect_dataset(24, 32, seed=7)
+    expected = Predictor.from_dir(pipeline_run.paths.models_dir).predict_images(images[..., None])
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda img: invoke(server, [{"image": encode_png(img)}]), images))
+    for i, response in enumerate(responses):
+        assert response.status_code == 200, response.text
+        (served,) = response.json()["predictions"]
+        for task in TASKS:
+            assert served[task] == expected[task][i]
+            np.testing.assert_allclose(
+                served[f"{task}_proba"], expected[f"{task}_proba"][i], atol=1e-6
+            )
+
+
+def test_a_body_over_the_limit_is_refused_with_413_before_it_is_read(server):
+    body = b'{"dataframe_records": [{"image": "' + b"A" * (max_body_bytes() + 1) + b'"}]}'
+    response = requests.post(
+        f"{server}/invocations", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "MTLFLOW_SERVE_MAX_BODY_BYTES" in response.json()["message"]
+    assert invoke(server, [{"image": encode_png(np.zeros((32, 32), np.uint8))}]).ok
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"NOT-JSON-MARKER " * 400, b'{"dataframe_split": {"columns": ["image"], "data": [[1, 2]]}}'],
+    ids=["non-json", "mlflow-parse-error"],
+)
+def test_error_bodies_carry_no_trace_no_path_and_no_echo(server, body):
+    response = requests.post(
+        f"{server}/invocations", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert set(response.json()) == {"error_code", "message"}
+    assert "\n" not in response.json()["message"]
+    for leak in ("Traceback", "site-packages", "/work", "/tmp", "NOT-JSON-MARKER"):
+        assert leak not in response.text

@@ -1,16 +1,20 @@
 """Compare weighting methods on the defect data: same splits, seeds and budget for each.
 
     python benchmarks/compare_weighting.py --methods equal uw famo upgrad pcgrad aligned_mtl
+    python benchmarks/compare_weighting.py --methods upgrad upgrad/features --seeds 0 1 2
 
 Prepares and splits the data once (from ``params.yaml``), then trains and evaluates one model
-per method in ``--workdir`` (each an MLflow run in its ``mlflow.db``), and prints a markdown
-table of the per-task test scores. Extra ``--set`` overrides apply to every method.
+per method and seed (``train.seed``) in ``--workdir`` (each an MLflow run in its
+``mlflow.db``), and prints a markdown table of the per-task test scores (mean ± sd over
+seeds). ``method/features`` is an aggregator on its feature-level path
+(``train.weighting.level``). Extra ``--set`` overrides apply to every method.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -28,6 +32,7 @@ def main() -> None:
     parser.add_argument(
         "--methods", nargs="+", default=["equal", "uw", "famo", "upgrad", "pcgrad", "aligned_mtl"]
     )
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "out" / "weighting")
@@ -46,26 +51,35 @@ def main() -> None:
     stages.prepare(base, shared)
     stages.split(base, shared)
 
-    results: dict[str, dict] = {}
+    results: dict[str, list[dict]] = {}
     for method in args.methods:
-        params = load_params(
-            args.params, [*args.overrides, *tracking, f"train.weighting.method={method}"]
-        )
-        paths = ProjectPaths(workdir / method)
-        (paths.root / "data").mkdir(parents=True, exist_ok=True)
-        link = paths.splits_dir
-        if not link.exists():
-            link.symlink_to(shared.splits_dir, target_is_directory=True)
-        print(f"\n=== {method} ===", flush=True)
-        start = time.perf_counter()
-        run_info = stages.train(params, paths)
-        metrics = stages.evaluate(params, paths)
-        results[method] = {
-            "metrics": metrics,
-            "seconds": time.perf_counter() - start,
-            "best_epoch": run_info["best_epoch"],
-            "run_id": run_info["run_id"],
-        }
+        name, _, level = method.partition("/")
+        chosen = [
+            f"train.weighting.method={name}",
+            *([f"train.weighting.level={level}"] * bool(level)),
+        ]
+        for seed in args.seeds:
+            params = load_params(
+                args.params, [*args.overrides, *tracking, *chosen, f"train.seed={seed}"]
+            )
+            paths = ProjectPaths(workdir / method.replace("/", "-") / f"seed-{seed}")
+            (paths.root / "data").mkdir(parents=True, exist_ok=True)
+            link = paths.splits_dir
+            if not link.exists():
+                link.symlink_to(shared.splits_dir, target_is_directory=True)
+            print(f"\n=== {method}, seed {seed} ===", flush=True)
+            start = time.perf_counter()
+            run_info = stages.train(params, paths)
+            metrics = stages.evaluate(params, paths)
+            results.setdefault(method, []).append(
+                {
+                    "seed": seed,
+                    "metrics": metrics,
+                    "seconds": time.perf_counter() - start,
+                    "best_epoch": run_info["best_epoch"],
+                    "run_id": run_info["run_id"],
+                }
+            )
 
     table = markdown_table(results)
     print("\n" + table)
@@ -74,33 +88,33 @@ def main() -> None:
         args.output.write_text(table + "\n")
 
 
-def markdown_table(results: dict[str, dict]) -> str:
+def _cell(values: list[float], bold: bool = False) -> str:
+    mean = statistics.fmean(values)
+    text = f"{mean:.3f}" + (f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else "")
+    return f"**{text}**" if bold else text
+
+
+def markdown_table(results: dict[str, list[dict]]) -> str:
     methods = list(results)
-    tasks = list(next(iter(results.values()))["metrics"]["tasks"])
+    tasks = list(results[methods[0]][0]["metrics"]["tasks"])
     lines = [
         "| task | " + " | ".join(methods) + " |",
         "|---|" + "---:|" * len(methods),
     ]
     for task in tasks:
-        scores = [results[m]["metrics"]["tasks"][task]["score"] for m in methods]
-        best = max(scores)
-        cells = [f"**{s:.3f}**" if s == best else f"{s:.3f}" for s in scores]
+        scores = [[r["metrics"]["tasks"][task]["score"] for r in results[m]] for m in methods]
+        best = max(statistics.fmean(s) for s in scores)
+        cells = [_cell(s, statistics.fmean(s) == best) for s in scores]
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
-    means = [results[m]["metrics"]["summary"]["mean_score"] for m in methods]
-    lines.append("| **mean** | " + " | ".join(f"**{s:.3f}**" for s in means) + " |")
-    lines.append(
-        "| collapsed | "
-        + " | ".join(str(len(results[m]["metrics"]["summary"]["collapsed_tasks"])) for m in methods)
-        + " |"
-    )
-    lines.append(
-        "| best epoch | " + " | ".join(str(results[m]["best_epoch"]) for m in methods) + " |"
-    )
-    lines.append(
-        "| train+eval time (s) | "
-        + " | ".join(f"{results[m]['seconds']:.0f}" for m in methods)
-        + " |"
-    )
+    means = [[r["metrics"]["summary"]["mean_score"] for r in results[m]] for m in methods]
+    lines.append("| **mean** | " + " | ".join(_cell(s, True) for s in means) + " |")
+    for label, value in (
+        ("collapsed", lambda r: len(r["metrics"]["summary"]["collapsed_tasks"])),
+        ("best epoch", lambda r: r["best_epoch"]),
+        ("train+eval time (s)", lambda r: round(r["seconds"])),
+    ):
+        cells = [" / ".join(str(value(r)) for r in results[m]) for m in methods]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

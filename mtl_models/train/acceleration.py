@@ -4,8 +4,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +33,23 @@ def bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu"
+
+
+class ProcessMean:
+    """The mean of a tensor over the processes of a DDP run (every process gets it)."""
+
+    @property
+    def world_size(self) -> int:
+        import torch.distributed as dist
+
+        return dist.get_world_size()
+
+    def __call__(self, tensor: Tensor) -> Tensor:
+        import torch.distributed as dist
+
+        total = tensor.detach().clone()
+        dist.all_reduce(total)
+        return total / self.world_size
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,40 @@ class Acceleration:
             ids = [device] if device.type == "cuda" else None
             step = DistributedDataParallel(step, device_ids=ids)
         return torch.compile(step) if self.compile else step  # type: ignore[return-value]
+
+    def global_losses(self, losses: Sequence[Tensor]) -> list[Tensor]:
+        """Under DDP, each task loss takes the mean value over the processes while keeping
+        this process's gradient: a method that weighs the losses by their values (UW, DWA,
+        FAMO, GLS, ...) gives every process the weights one process would, and DDP's mean
+        of the gradients is the one-process update. Unchanged in one process."""
+        if not self.data_parallel:
+            return list(losses)
+        mean = ProcessMean()(torch.stack([loss.detach().float() for loss in losses]))
+        return [
+            m.to(loss.dtype) + (loss - loss.detach()) for m, loss in zip(mean, losses, strict=True)
+        ]
+
+    def own_reduction(
+        self, step: nn.Module | Forward, manual: bool
+    ) -> AbstractContextManager[object]:
+        """A ``manual`` step, whose gradients the trainer averages itself (methods that take
+        per-task gradients outside autograd's ``backward``): DDP's averaging is held off."""
+        if not (self.data_parallel and manual):
+            return nullcontext()
+        module = getattr(step, "_orig_mod", step)  # under torch.compile
+        return module.no_sync()  # type: ignore[union-attr]
+
+    def average_gradients(self, parameters: Iterable[Tensor]) -> None:
+        """Under DDP, every ``.grad`` becomes its mean over the processes (one all-reduce)."""
+        if not self.data_parallel:
+            return
+        params = [p for p in parameters if p.grad is not None]
+        flat = ProcessMean()(torch.cat([p.grad.flatten() for p in params]))
+        start = 0
+        for p in params:
+            n = p.grad.numel()
+            p.grad.copy_(flat[start : start + n].view_as(p.grad))
+            start += n
 
     def autocast(self, device: torch.device) -> AbstractContextManager[object]:
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from mtl_models.metrics import summarize
 from mtl_models.nn.model import MultiTaskModel
 from mtl_models.train import resume
-from mtl_models.train.acceleration import Acceleration
+from mtl_models.train.acceleration import Acceleration, ProcessMean
 from mtl_models.train.affinity import affinity_unavailable, lookahead_affinity
 from mtl_models.train.fine_tune import FineTune
 from mtl_models.train.fine_tune import scheduler as fine_tune_scheduler
@@ -119,7 +119,6 @@ class Trainer:
             type(weighting),
             type(weighting).__name__,
             shares_blocks=bool(model.shared_parameters()),
-            data_parallel=acceleration.data_parallel,
         )
         if patience is not None and patience < 1:
             raise ValueError(f"patience must be >= 1 epoch or None, got {patience}")
@@ -140,6 +139,7 @@ class Trainer:
         self.acceleration = acceleration
         self.forward = acceleration.forward(self.model, self.device)
         self.weighting = weighting.to(self.device)
+        weighting.process_mean = ProcessMean() if acceleration.data_parallel else None
         self.epochs = epochs
         self.patience = patience
         self.min_delta = min_delta
@@ -175,11 +175,16 @@ class Trainer:
                 affinity_sum += torch.nan_to_num(z)
                 affinity_count += ~torch.isnan(z)
             self._step += 1
-            with self.acceleration.autocast(self.device):
-                outputs, features = self.forward(inputs)
-                losses = self.model.task_loss_terms(outputs, labels)
-            self.optimizer.zero_grad(set_to_none=True)
-            step = weighting.backward(losses, features, shared)
+            # under DDP, per-task gradients are averaged here rather than by DDP
+            with self.acceleration.own_reduction(self.forward, weighting.needs_task_gradients):
+                with self.acceleration.autocast(self.device):
+                    outputs, features = self.forward(inputs)
+                    losses = self.model.task_loss_terms(outputs, labels)
+                losses = self.acceleration.global_losses(losses)
+                self.optimizer.zero_grad(set_to_none=True)
+                step = weighting.backward(losses, features, shared)
+            if weighting.needs_task_gradients:
+                self.acceleration.average_gradients(self.model.parameters())
             gates = self.model.gate_weights()
             if gates is not None:
                 used = torch.stack([gates[name] for name in self.model.task_names])
@@ -187,7 +192,8 @@ class Trainer:
             self.optimizer.step()
             if weighting.needs_losses_after_step:
                 with torch.no_grad():
-                    weighting.after_step(self.model.task_losses(self.model(inputs), labels))
+                    after = self.model.task_losses(self.model(inputs), labels)
+                    weighting.after_step(torch.stack(self.acceleration.global_losses(after)))
             total += step.loss
             task_sum += torch.stack([loss.detach() for loss in losses])
             if step.weights is not None:
@@ -296,9 +302,7 @@ class Trainer:
             "best_state": best,
             "waited": waited,
             "result": {
-                "best_epoch": result.best_epoch,
-                "best_score": result.best_score,
-                "stopped_early": result.stopped_early,
+                **{k: getattr(result, k) for k in ("best_epoch", "best_score", "stopped_early")},
                 "history": resume.history_json(result.history),
             },
             "random": resume.global_random_state(),

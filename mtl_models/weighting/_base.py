@@ -10,17 +10,18 @@ exactly that, never testing a method's name:
 - learnable parameters (UW, IMTL-L): ``optimizer_parameters()``, which the trainer adds to
   its optimiser (a method that updates its own state, like FAMO, returns none).
 - epoch-level state (DWA): ``end_epoch``, called once per epoch.
-- ``supports_data_parallel``: the update is a fixed linear combination of the task losses,
-  so DDP's averaging of each process's gradients gives exactly the one-process update.
-  Methods with learned or loss-dependent weights, or that combine per-task gradients, would
-  each weigh their own shard differently (and DDP's all-reduce would mix per-task gradients),
-  so the trainer refuses them under DDP.
+- ``fixed_weights``: the update is a fixed linear combination of the task losses.
+
+Under DDP every method runs: the trainer gives each process the task losses' mean values
+over the processes (so loss-dependent weights agree), and a method that takes per-task
+gradients gets ``process_mean`` to average what its weights come from (the Jacobian rows,
+or the features' Gramian) before it weighs them; the trainer then averages the gradients.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 from torch import Tensor, nn
@@ -39,12 +40,14 @@ class WeightingMethod(nn.Module, ABC):
 
     needs_task_gradients: ClassVar[bool] = False
     needs_losses_after_step: ClassVar[bool] = False
-    supports_data_parallel: ClassVar[bool] = False
+    fixed_weights: ClassVar[bool] = False
 
     def __init__(self, task_names: Sequence[str], **hyperparameters: Any):
         super().__init__()
         self.task_names = list(task_names)
         self.hyperparameters = hyperparameters
+        # under DDP: a tensor's mean over the processes (``Acceleration``'s ``ProcessMean``)
+        self.process_mean: Callable[[Tensor], Tensor] | None = None
 
     @abstractmethod
     def backward(
@@ -87,11 +90,10 @@ def check_weighting(
     *,
     shares_blocks: bool = True,
     joint_batches: bool = True,
-    data_parallel: bool = False,
 ) -> None:
-    """What a method needs from the model, the batches and the processes, in one place: the
-    trainer and the configuration both ask here. ``who`` names the method in the message (a
-    class name, or the params key with its value). Raises ``ValueError``."""
+    """What a method needs from the model and the batches, in one place: the trainer and the
+    configuration both ask here. ``who`` names the method in the message (a class name, or
+    the params key with its value). Raises ``ValueError``."""
     if method.needs_task_gradients and not shares_blocks:
         raise ValueError(
             f"{who} combines per-task gradients of the shared blocks, but the model shares "
@@ -101,13 +103,6 @@ def check_weighting(
         raise ValueError(
             f"{who} combines the tasks' gradients within a batch, but the alternating schedule "
             "trains one task per batch; use schedule 'joint' or a loss-based method"
-        )
-    if data_parallel and not method.supports_data_parallel:
-        supported = ", ".join(n for n, cls in WEIGHTINGS.items() if cls.supports_data_parallel)
-        raise ValueError(
-            f"{who} is not supported under DDP: with learned or loss-dependent weights, or "
-            "per-task gradients, each process would weigh its own shard differently. "
-            f'Supported: {supported} (README "Several GPUs")'
         )
 
 

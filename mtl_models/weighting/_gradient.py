@@ -97,6 +97,10 @@ class AggregatorWeighting(WeightingMethod):
         if self.level == "features":
             jacobian = feature_jacobian(losses, features)
             gramian = jacobian @ jacobian.T
+            if self.process_mean is not None:
+                # each process's losses are means over its shard of the batch: the whole
+                # batch's Gramian is the processes' mean over their number
+                gramian = self.process_mean(gramian) / self.process_mean.world_size  # type: ignore[attr-defined]
             weights = self.aggregator.gramian_weighting(gramian).detach()
             backward_weighted(losses, features, jacobian, weights)
             return StepResult((weights * values).sum(), weights, cosine_from_gramian(gramian))
@@ -106,6 +110,9 @@ class AggregatorWeighting(WeightingMethod):
             shared_params=shared_params,
             parallel_chunk_size=PARALLEL_CHUNK_SIZE,
         )
+        if self.process_mean is not None:  # the whole batch's task gradients, everywhere
+            for p in shared_params:
+                p.jac = self.process_mean(p.jac)  # type: ignore[attr-defined]
         if isinstance(self.aggregator, GramianWeightedAggregator):  # one Gramian per step
             gramian = _gramian(shared_params)
             weights = self.aggregator.gramian_weighting(gramian).detach()

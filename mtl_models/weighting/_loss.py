@@ -40,7 +40,7 @@ class ScalarizerWeighting(WeightingMethod):
 class EqualWeighting(ScalarizerWeighting):
     """The plain sum of task losses (every weight 1)."""
 
-    supports_data_parallel = True
+    fixed_weights = True
 
     def __init__(self, task_names: Sequence[str]):
         super().__init__(task_names, Sum())
@@ -50,7 +50,7 @@ class EqualWeighting(ScalarizerWeighting):
 class StaticWeighting(ScalarizerWeighting):
     """Fixed, hand-set weights; tasks not named keep weight 1."""
 
-    supports_data_parallel = True
+    fixed_weights = True
 
     def __init__(self, task_names: Sequence[str], weights: Mapping[str, float] | None = None):
         weights = dict(weights or {})

@@ -241,8 +241,8 @@ def find_issues(
                     f"with {', '.join(g for g in group if g != task.name) or 'no other task'}.",
                 )
             )
-    # a fixed linear combination of the losses (what also makes a method DDP-safe)
-    fixed = weighting in WEIGHTINGS and WEIGHTINGS.get(weighting).supports_data_parallel
+    # a fixed linear combination of the losses
+    fixed = weighting in WEIGHTINGS and WEIGHTINGS.get(weighting).fixed_weights
     if lagging and fixed:
         findings.append(
             Finding(

@@ -85,17 +85,8 @@ def test_compiled_forward_trains_the_eager_model():
         torch.testing.assert_close(y, x, rtol=1e-3, atol=1e-4)  # Adam magnifies rounding
 
 
-def test_ddp_refuses_weightings_that_do_not_support_it_and_affinity():
+def test_ddp_refuses_affinity():
     spec, _, _ = table_data()
-    supported = sorted(n for n, cls in WEIGHTINGS.items() if cls.supports_data_parallel)
-    assert supported == ["equal", "static"]
-    with pytest.raises(ValueError, match="UncertaintyWeighting is not supported under DDP"):
-        Trainer(
-            build_model(spec),
-            build_weighting("uw", ["a", "b"]),
-            epochs=1,
-            acceleration=Acceleration(data_parallel=True),
-        )
     with pytest.raises(ValueError, match="affinity steps the model outside DDP"):
         Trainer(
             build_model(spec),

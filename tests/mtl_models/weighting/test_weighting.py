@@ -250,8 +250,6 @@ def test_check_weighting_refuses_an_aggregator_without_shared_blocks(method: str
         check_weighting(cls, method, shares_blocks=False)
     with pytest.raises(ValueError, match="trains one task per batch"):
         check_weighting(cls, method, joint_batches=False)
-    with pytest.raises(ValueError, match=f"{method} is not supported under DDP"):
-        check_weighting(cls, method, data_parallel=True)
 
 
 @pytest.mark.parametrize("method", AGGREGATORS)

@@ -117,17 +117,35 @@ def test_two_gloo_processes_train_the_one_process_model(template, tmp_path, arch
     assert [m.step for m in history] == [1, 2, 3]
 
 
-def test_a_weighting_ddp_cannot_reproduce_is_refused_before_training(template, tmp_path):
-    project = copy_of(template, tmp_path / "p")
-    result = run(
-        [*TORCHRUN, "train", "--set", "train.weighting.method=uw"],
-        project,
-    )
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "train.weighting.method 'uw' is not supported under DDP" in output
-    assert "Supported: equal, static" in output
-    assert not (project / "models").exists() and train_runs(project) == []
+@pytest.mark.parametrize(
+    "weighting",
+    [
+        "uw",  # learned weights: trained from the processes' mean losses
+        "famo",  # its own Adam, stepped on the mean losses after the step
+        "upgrad",  # per-task Jacobian rows averaged before the Gramian
+        "{method: upgrad, level: features}",  # the features' Gramian averaged
+    ],
+)
+def test_every_weighting_trains_the_one_process_model_under_ddp(template, tmp_path, weighting):
+    """Nothing is refused under torchrun: loss-based methods see the processes' mean
+    losses and gradient methods the whole batch's task gradients, so two gloo processes
+    train the model one process does."""
+    single, ddp = copy_of(template, tmp_path / "single"), copy_of(template, tmp_path / "ddp")
+    key = "train.weighting" if weighting.startswith("{") else "train.weighting.method"
+    chosen = ["--set", f"{key}={weighting}"]
+    one = run(["mtlflow", "train", *chosen], single)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run([*TORCHRUN, "train", *chosen], ddp)
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-10000:]
+    a = torch.load(single / "models" / "model.pt", weights_only=True)
+    b = torch.load(ddp / "models" / "model.pt", weights_only=True)
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
+    (logged,) = train_runs(ddp)
+    history = mlflow.MlflowClient().get_metric_history(logged.info.run_id, "val/score")
+    one_run = train_runs(single)[0]
+    expected = mlflow.MlflowClient().get_metric_history(one_run.info.run_id, "val/score")
+    assert [m.value for m in history] == pytest.approx([m.value for m in expected], abs=1e-6)
 
 
 def test_other_stages_refuse_to_run_under_torchrun(template, tmp_path):

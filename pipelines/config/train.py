@@ -83,8 +83,9 @@ class TrainConfig(Section):
     # joint: every batch trains every task labelled in it; alternating: tasks take turns,
     # each batch drawn from the rows labelled for its task (README "Your own data")
     schedule: Literal["joint", "alternating"] = "joint"
-    # GPU speed (README "Speed"): auto = bf16 autocast and channels-last images on CUDA,
-    # plain fp32 on CPU; compile = torch.compile the forward pass
+    # speed (README "Speed"): auto = bf16 autocast and channels-last images where the
+    # hardware computes in bf16 (CUDA; CPUs with avx512_bf16 or AMX), else fp32;
+    # compile = torch.compile the forward pass
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     channels_last: Literal["auto"] | bool = "auto"
     compile: bool = False

@@ -140,18 +140,25 @@ def fit(
         affinity_every=cfg.affinity.every if affinity_note(params) is None else None,
         affinity_lr=cfg.affinity.lr,
         affinity_samples=cfg.affinity.samples,
-        acceleration=Acceleration.for_device(
-            device,
-            cfg.precision,
-            cfg.channels_last,
-            cfg.compile,
-            images=augmented_input(params) is not None,
-            data_parallel=shard.world_size > 1,
-        ),
+        acceleration=acceleration_for(params, device, shard),
         fine_tune=FineTune(**cfg.fine_tune.model_dump()),
     )
     result = trainer.fit(train_loader, val_loader, checkpoint)
     return Fitted(model=model, spec=spec, result=result, tasks=tasks, device=device)
+
+
+def acceleration_for(params: Params, device: torch.device, shard: Shard) -> Acceleration:
+    """How the steps run on ``device`` as ``train.precision``, ``channels_last`` and
+    ``compile`` ask (``auto``: bf16 + channels-last where the hardware computes in bf16)."""
+    cfg = params.train
+    return Acceleration.for_device(
+        device,
+        cfg.precision,
+        cfg.channels_last,
+        cfg.compile,
+        images=augmented_input(params) is not None,
+        data_parallel=shard.world_size > 1,
+    )
 
 
 # starting weights already read in this process (each tuning trial builds a fresh model)

@@ -21,7 +21,7 @@ from pipelines.services.affinity import write_affinity_report
 from pipelines.services.augmentation import log_augmentation, resolve_augmentation
 from pipelines.services.best_params import apply_best_params
 from pipelines.services.distributed import device_for, process_group
-from pipelines.services.fitting import check_backbone, fit
+from pipelines.services.fitting import acceleration_for, check_backbone, fit
 from pipelines.serving import example_request, log_pyfunc_model
 
 
@@ -89,10 +89,12 @@ def _train(
         tracking.log_split_dataset(paths.splits_dir / "val.csv", "validation")
         log_augmentation(params, policy, tasks, train_data, paths)
         ddp = f" x {shard.world_size} processes (DDP)" if shard.world_size > 1 else ""
+        device = device_for(params, shard)
         print(
             f"train: {len(train_data[1])} train / {len(val_data[1])} val samples, "
             f"{len(tasks)} tasks, "
-            f"weighting {params.train.weighting.method}, device {device_for(params, shard)}"
+            f"weighting {params.train.weighting.method}, device {device} "
+            f"({acceleration_for(params, device, shard).describe()})"
             f"{ddp}, MLflow run {run.info.run_id}"
         )
         callbacks = [

@@ -140,3 +140,19 @@ def test_every_architecture_steps_under_bf16_and_channels_last_with_a_gradient_m
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in after)
     moved = [not torch.equal(a, b) for a, b in zip(before, after, strict=True)]
     assert sum(moved) >= 0.9 * len(moved)  # (nearly) every parameter was stepped
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_takes_bf16_where_the_cpu_computes_in_it(monkeypatch, native):
+    """avx512_bf16 or AMX: bf16 autocast with channels-last images; else plain fp32.
+    An explicit precision wins, and a model without images stays contiguous."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    cpu = torch.device("cpu")
+    auto = Acceleration.for_device(cpu)
+    assert (auto.bf16, auto.channels_last) == (native, native)
+    assert auto.describe() == ("bf16, channels-last" if native else "fp32")
+    assert not Acceleration.for_device(cpu, precision="fp32").bf16
+    assert not Acceleration.for_device(cpu, channels_last=False).channels_last
+    assert not Acceleration.for_device(cpu, images=False).channels_last
+    assert Acceleration.for_device(cpu, precision="bf16").bf16

@@ -155,4 +155,5 @@ def test_auto_precision_takes_bf16_where_the_cpu_computes_in_it(monkeypatch, nat
     assert not Acceleration.for_device(cpu, precision="fp32").bf16
     assert not Acceleration.for_device(cpu, channels_last=False).channels_last
     assert not Acceleration.for_device(cpu, images=False).channels_last
+    assert not Acceleration.for_device(cpu, images=False).bf16  # a table's MLP: fp32
     assert Acceleration.for_device(cpu, precision="bf16").bf16

@@ -163,6 +163,28 @@ def deploy(
         raise _fail(exc) from None
 
 
+@app.command()
+def doctor(params: ParamsOption = Path("params.yaml"), set_: SetOption = None) -> None:
+    """Check that the services this project uses answer (tracking store or server, study
+    storage, Prefect API, DVC remote, device) before a long job; exit 1 if one does not."""
+    from pipelines import tracking
+    from pipelines.config import load_params
+    from pipelines.services.doctor import diagnose
+
+    try:
+        cfg = load_params(params, set_ or [])
+    except MtlflowError as exc:
+        raise _fail(exc) from None
+    checks = diagnose(cfg, Path.cwd(), tracking.tracking_uri(cfg))
+    for check in checks:
+        print(check.line())
+    failed = [c.name for c in checks if c.status == "FAIL"]
+    if failed:
+        typer.secho(f"doctor: not reachable: {', '.join(failed)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    print("doctor: everything this project uses answers")
+
+
 def main() -> None:
     app()
 

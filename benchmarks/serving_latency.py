@@ -5,6 +5,7 @@ the project's MLflow store):
 
     python benchmarks/serving_latency.py                       # 1,000 requests per setting
     python benchmarks/serving_latency.py --workers 2 --threads 1 --skip-pyfunc
+    python benchmarks/serving_latency.py --breakdown           # where a request's CPU goes
 
 1. pyfunc `predict` on 1 and 64 test images (base64 PNG rows, as a client sends them):
    median and p99 latency.
@@ -22,6 +23,7 @@ import os
 import statistics
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mlflow
@@ -54,6 +56,75 @@ def pyfunc_latency(model_uri: str, rows: list[dict[str, str]], repeats: int) -> 
             f"| {batch} image{'s' if batch > 1 else ''} | {median * 1e3:.1f} | "
             f"{percentile(times, 99) * 1e3:.1f} | {batch / median:.0f} |"
         )
+
+
+ORDER = [
+    "MLflow request handler, all",
+    "MLflow: JSON -> DataFrame",
+    "our predict, all",
+    "decode (base64, PNG)",
+    "model forward + columns (batched)",
+    "MLflow: DataFrame -> JSON",
+]
+
+
+def cpu_breakdown(model_uri: str, rows: list[dict[str, str]], n: int) -> None:
+    """Where a request's CPU goes: MLflow's own request handler (``invocations``, what the
+    server runs in its thread pool) on 1-image JSON bodies from 1 and 8 threads in process,
+    with torch on 1 thread so that each step's thread CPU time is all of its cost."""
+    import json
+    import sys
+
+    from mlflow.pyfunc import scoring_server
+
+    torch.set_num_threads(1)
+    model = mlflow.pyfunc.load_model(model_uri)
+    schema, python_model = model.metadata.get_input_schema(), model._model_impl.python_model
+    pyfunc = sys.modules[type(python_model).__module__]  # the model's copy of our code
+    bodies = [json.dumps({"dataframe_records": [row]}).encode() for row in rows]
+    spent: dict[str, float] = {}
+
+    def timed(name: str, function):
+        def wrapper(*args, **kwargs):
+            start = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.thread_time() - start
+
+        return wrapper
+
+    python_model.batcher.run = timed("model forward + columns (batched)", python_model.batcher.run)
+    python_model.predict = timed("our predict, all", python_model.predict)
+    steps = [(pyfunc, "request_inputs", "decode (base64, PNG)")]
+    steps += [(scoring_server, "_parse_json_data", "MLflow: JSON -> DataFrame")]
+    steps += [(scoring_server, "predictions_to_json", "MLflow: DataFrame -> JSON")]
+    originals = [(module, attr, getattr(module, attr)) for module, attr, _ in steps]
+    for module, attr, name in steps:
+        setattr(module, attr, timed(name, getattr(module, attr)))
+    handle = timed("MLflow request handler, all", scoring_server.invocations)
+
+    def one(i: int) -> None:
+        handle(bodies[i % len(bodies)], "application/json", model, schema)
+
+    try:
+        for concurrency in (1, 8):
+            spent.clear()
+            python_model.batcher.batches = 0
+            start = time.perf_counter()
+            with ThreadPoolExecutor(concurrency) as pool:
+                list(pool.map(one, range(n)))
+            rate = n / (time.perf_counter() - start)
+            print(
+                f"\n| CPU per request, in process, concurrency {concurrency}: {rate:.0f} "
+                f"requests/s, mean batch {n / python_model.batcher.batches:.1f}, load avg "
+                f"{os.getloadavg()[0]:.2f} | ms |\n|---|---:|"
+            )
+            for name in ORDER:
+                print(f"| {name} | {spent.get(name, 0.0) / n * 1e3:.2f} |")
+    finally:
+        for module, attr, original in originals:
+            setattr(module, attr, original)
 
 
 def load(url: str, cases: list[Case], n: int, concurrency: int) -> tuple[list[float], float]:
@@ -117,11 +188,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="of mlflow models serve")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the server")
     parser.add_argument("--skip-pyfunc", action="store_true", help="only the HTTP part")
+    parser.add_argument("--breakdown", action="store_true", help="only the CPU breakdown")
     args = parser.parse_args()
     model, uri, images = project_model(Path.cwd())
     images = images[:64]
     mlflow.set_tracking_uri(uri)
     print(f"{model}, {images.shape[1]}px images, torch threads here: {torch.get_num_threads()}")
+    if args.breakdown:
+        cpu_breakdown(model, [{"image": encode_png(img)} for img in images], args.requests)
+        return
     if not args.skip_pyfunc:
         pyfunc_latency(model, [{"image": encode_png(img)} for img in images], args.repeats)
     http_latency(model, uri, Path.cwd(), images, args)

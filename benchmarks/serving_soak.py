@@ -60,8 +60,8 @@ def records(rows: list[dict]) -> bytes:
 
 
 def soak_cases(images: np.ndarray) -> list[tuple[Case, int]]:
-    """The request mix, as (case, weight): valid single-image requests, and one case of each
-    way to get a request wrong that the issue lists."""
+    """The request mix, as (case, weight): valid single-image requests (two thirds for 16
+    images), and one case of each way to get a request wrong that the issue lists."""
     valid = [
         Case(f"valid-{i}", records([{"image": encode_png(img)}])) for i, img in enumerate(images)
     ]
@@ -80,7 +80,7 @@ def soak_cases(images: np.ndarray) -> list[tuple[Case, int]]:
         Case("base64", records([{"image": encode_png(images[0])[:-3]}]), "row 0"),
         Case("png", records([{"image": base64.b64encode(png[: len(png) // 2]).decode()}]), "row 0"),
     ]
-    return [(case, 1) for case in valid] + [(case, len(valid) // 12 + 1) for case in malformed]
+    return [(case, 1) for case in valid] + [(case, max(1, len(valid) // 16)) for case in malformed]
 
 
 def project_model(root: Path) -> tuple[str, str, np.ndarray]:

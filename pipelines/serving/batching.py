@@ -42,6 +42,11 @@ class MicroBatcher:
         self._model_lock = threading.Lock()
         self.batches = 0  # model runs so far, for tests and benchmarks
 
+    @property
+    def waiting(self) -> int:
+        """Calls queued for the model now."""
+        return len(self._waiting)
+
     def __call__(self, inputs: Inputs) -> Columns:
         call = _Call(inputs, len(next(iter(inputs.values()))))
         with self._queue_lock:

@@ -1,6 +1,7 @@
 """The HTTP edge of `mlflow models serve`: a request-body limit, a bound on the request bytes
-held at once, and error bodies of one line (no stack trace, no server path, no echo of the
-request).
+held at once, error bodies of one line (no stack trace, no server path, no echo of the
+request), and TCP_NODELAY on the connections of ``--workers N`` (see
+``_no_delay_on_listening_sockets``).
 
 Why here, and why this way: MLflow 3.17's scoring server has no setting for any of these (its
 Docker image puts nginx with ``client_max_body_size`` in front; `mlflow models serve` runs bare

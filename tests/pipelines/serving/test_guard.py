@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import sys
 
 import mlflow
 import pandas as pd
@@ -13,7 +15,13 @@ from fastapi.testclient import TestClient
 from mlflow.environment_variables import _MLFLOW_IS_IN_SERVING_ENVIRONMENT
 from mlflow.pyfunc import scoring_server
 
-from pipelines.serving.guard import ByteBudget, RequestRefused, install, public_message
+from pipelines.serving.guard import (
+    ByteBudget,
+    RequestRefused,
+    _no_delay_on_listening_sockets,
+    install,
+    public_message,
+)
 
 
 class StandIn:
@@ -156,3 +164,18 @@ def test_the_byte_budget_makes_a_request_wait_for_room() -> None:
 
     # b waits for a; c (over the capacity) holds the whole budget, alone
     assert asyncio.run(scenario()) == ["a in", "a out", "b in", "b out", "c in", "c out"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux copies TCP_NODELAY to accepted sockets")
+def test_connections_of_a_uvicorn_worker_socket_get_no_delay() -> None:
+    """uvicorn's --workers socket is ``socket.socket(family)`` (proto 0), so asyncio leaves
+    Nagle on for its connections: each response's body waited 40 ms for a delayed ACK."""
+    with socket.socket(socket.AF_INET) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        _no_delay_on_listening_sockets()
+        with socket.create_connection(listener.getsockname()) as client:
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert client.fileno() == -1 and listener.fileno() != -1  # nothing of ours closed

@@ -91,7 +91,8 @@ def sqlite_lock(url: str) -> AbstractContextManager[Any]:
     if url.startswith("sqlite:///"):
         from filelock import FileLock
 
-        return FileLock(url.removeprefix("sqlite:///") + ".lock")
+        # one lock per file in a process, re-entrant: a step under it may take it again
+        return FileLock(url.removeprefix("sqlite:///") + ".lock", is_singleton=True)
     return nullcontext()
 
 

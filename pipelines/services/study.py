@@ -23,6 +23,7 @@ from pipelines.files import ProjectPaths, atomic_dir, sqlite_lock
 from pipelines.redaction import redact
 from pipelines.services import plots
 from pipelines.services.best_params import study_name, write_best_params
+from pipelines.services.trial_cap import CappedStorage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -52,8 +53,9 @@ def open_storage(params: Params) -> RDBStorage:
         try:
             with lock, warnings.catch_warnings():  # heartbeats are "experimental" (Optuna 2.8+)
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(
+                return CappedStorage(
                     cfg.storage,
+                    cap=cfg.n_trials,
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=cfg.heartbeat_seconds,
                     grace_period=2 * cfg.heartbeat_seconds,

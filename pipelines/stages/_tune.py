@@ -8,6 +8,7 @@ trial's values go to ``reports/best_params.yaml``, which ``train`` applies.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 import mlflow
@@ -30,6 +31,7 @@ from pipelines.services.study import (
     report_study,
     sigterm_as_interrupt,
 )
+from pipelines.services.trial_cap import StudyFull
 from pipelines.services.trials import Objective, StopOnFailures, TrialConfigError, TrialPrinter
 
 
@@ -62,10 +64,11 @@ def tune(params: Params, paths: ProjectPaths, project_run: str | None = None) ->
         done = sum(t.state in FINISHED for t in trials)
         # A resumed study draws new random values rather than replaying the first run's.
         study.sampler = make_sampler(params, cfg.seed + len(trials))
-        if cfg.enqueue_defaults:
+        if cfg.enqueue_defaults and done < cfg.n_trials:
             # params.yaml's own values are trial 0, so the search never returns worse than
             # them (values outside their entry's range are left to the sampler)
-            study.enqueue_trial(default_values(params), skip_if_exists=True)
+            with suppress(StudyFull):  # another worker took the last slot meanwhile
+                study.enqueue_trial(default_values(params), skip_if_exists=True)
     remaining = cfg.n_trials - done
     print(
         f"tune: study {study.study_name} in {redact(cfg.storage)}: {done} finished trials, "
@@ -95,6 +98,8 @@ def tune(params: Params, paths: ProjectPaths, project_run: str | None = None) ->
                         ],
                     )
                     failures.check()
+            except StudyFull:  # the other workers ran the last trials
+                print(f"tune: the study holds its {cfg.n_trials} trials")
             except KeyboardInterrupt:
                 print("tune: interrupted; run `mtlflow tune` again to continue the study")
                 raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import mlflow
@@ -18,7 +19,8 @@ from pipelines import stages
 from pipelines.config import load_params
 from pipelines.files import ProjectPaths
 from tests.conftest import tiny_params_dict, write_params
-from tests.helpers import run
+from tests.helpers import command_env, run
+from tests.pg_support import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -191,3 +193,49 @@ def test_a_zoo_backbone_split_at_a_module_trains_the_same_under_ddp(tmp_path):
         apart = (b[key].float() - a[key].float()).abs().max().item()
         assert apart <= bound, (key, apart)
     assert "x 2 processes (DDP)" in two.stdout
+
+
+def test_two_nodes_on_loopback_train_the_one_process_model(template, tmp_path):
+    """`torchrun --nnodes 2 --rdzv_backend c10d`: two "machines" (two project copies, one
+    process each, gloo over loopback) train the one-process model; one of them, rank 0,
+    writes models/ and logs the run."""
+    single = copy_of(template, tmp_path / "single")
+    nodes = [copy_of(template, tmp_path / f"node{i}") for i in (0, 1)]
+    one = run(["mtlflow", "train"], single)
+    assert one.returncode == 0, one.stderr[-3000:]
+
+    endpoint = f"127.0.0.1:{free_port()}"
+    rendezvous = ["--rdzv_backend", "c10d", "--rdzv_endpoint", endpoint, "--rdzv_id", "mtlflow"]
+    launches = [
+        subprocess.Popen(
+            [
+                "torchrun",
+                "--nnodes",
+                "2",
+                "--nproc_per_node",
+                "1",
+                "--node_rank",
+                str(i),
+                *rendezvous,
+                "-m",
+                "pipelines.cli",
+                "train",
+            ],
+            cwd=node,
+            env=command_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i, node in enumerate(nodes)
+    ]
+    outputs = [launch.communicate(timeout=600)[0] for launch in launches]
+    for launch, out in zip(launches, outputs, strict=True):
+        assert launch.returncode == 0, out[-5000:]
+    written = [node for node in nodes if (node / "models" / "model.pt").exists()]
+    assert len(written) == 1, "rank 0 alone writes models/"
+    assert any("x 2 processes (DDP)" in out for out in outputs)
+    a = torch.load(single / "models" / "model.pt", weights_only=True)
+    b = torch.load(written[0] / "models" / "model.pt", weights_only=True)
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)

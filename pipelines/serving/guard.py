@@ -160,12 +160,13 @@ def guarded(handler: Handler) -> Handler:
 
 
 def _no_delay_on_listening_sockets() -> None:
-    """``mlflow models serve --workers N`` (N > 1) gives each uvicorn worker a listening socket
+    """``mlflow models serve --workers N`` (N > 1) gives each uvicorn worker a server socket
     made by ``socket.socket(family)``, whose ``proto`` is 0, and asyncio sets TCP_NODELAY only
     on connections of a socket whose ``proto`` is TCP. So Nagle's algorithm holds uvicorn's
     second write of a response (the body, after the headers) until the client's delayed ACK:
-    40 ms on every request. Linux copies TCP_NODELAY from a listening socket to the
-    connections it accepts, so setting it on the listening sockets fixes every connection."""
+    40 ms on every request. Linux copies TCP_NODELAY from a server socket to the connections
+    it accepts, so it is set here on every bound, unconnected TCP socket of the process (the
+    first worker to load gets the socket before anyone has called ``listen`` on it)."""
     if not os.path.isdir("/proc/self/fd"):
         return
     for name in os.listdir("/proc/self/fd"):
@@ -174,9 +175,12 @@ def _no_delay_on_listening_sockets() -> None:
         except (OSError, ValueError):
             continue
         try:
-            listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-            if listening and sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+            if tcp and sock.type == socket.SOCK_STREAM and sock.getsockname()[1] != 0:
+                try:
+                    sock.getpeername()  # a connection (a client of ours): leave it
+                except OSError:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
         finally:

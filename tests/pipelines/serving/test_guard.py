@@ -171,9 +171,9 @@ def test_connections_of_a_uvicorn_worker_socket_get_no_delay() -> None:
     """uvicorn's --workers socket is ``socket.socket(family)`` (proto 0), so asyncio leaves
     Nagle on for its connections: each response's body waited 40 ms for a delayed ACK."""
     with socket.socket(socket.AF_INET) as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
+        listener.bind(("127.0.0.1", 0))  # as uvicorn hands it to a worker: not yet listening
         _no_delay_on_listening_sockets()
+        listener.listen()
         with socket.create_connection(listener.getsockname()) as client:
             accepted, _ = listener.accept()
             with accepted:

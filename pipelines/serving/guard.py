@@ -187,13 +187,20 @@ def _no_delay_on_listening_sockets() -> None:
             sock.detach()  # the descriptor stays open: it is uvicorn's
 
 
-def install() -> None:
-    """Inside `mlflow models serve` (MLflow sets ``__pyfunc_model_path__`` for it), put
-    ``guarded`` where the scoring server will wrap /invocations; elsewhere (a model loaded
-    in a notebook, batch scoring) nothing changes."""
+def in_scoring_server() -> bool:
+    """Whether this process is `mlflow models serve`'s (MLflow sets ``__pyfunc_model_path__``
+    for it), not a notebook or a batch job that loaded the model."""
     from mlflow.pyfunc import scoring_server
 
-    if scoring_server._SERVER_MODEL_PATH not in os.environ:
+    return scoring_server._SERVER_MODEL_PATH in os.environ
+
+
+def install() -> None:
+    """Inside `mlflow models serve`, put ``guarded`` where the scoring server will wrap
+    /invocations; elsewhere (a model loaded in a notebook, batch scoring) nothing changes."""
+    from mlflow.pyfunc import scoring_server
+
+    if not in_scoring_server():
         return
     if not hasattr(scoring_server, "_async_catch_mlflow_exception"):
         _logger.warning(

@@ -11,6 +11,7 @@ nothing is pickled: the logged code, weights and spec rebuild it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import warnings
@@ -28,7 +29,7 @@ from mtl_models.nn.checkpoint import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
 from mtl_models.nn.model import ModelSpec
 from mtl_models.train.loaders import batch_inputs, to_device
 from pipelines.serving.batching import MicroBatcher
-from pipelines.serving.guard import RequestRefused
+from pipelines.serving.guard import RequestRefused, in_scoring_server
 from pipelines.serving.memory import FreedMemoryTrimmer, decode_slot
 from pipelines.serving.requests import InvalidRequest, encode_png, raw_request, request_inputs
 
@@ -85,6 +86,15 @@ class Predictor:
         return self.predict_inputs(request_inputs(frame, self.spec.input_specs()))
 
 
+def serve_torch_threads() -> int:
+    """Torch threads of a server process (``MTLFLOW_SERVE_TORCH_THREADS``, default 1; an
+    ``OMP_NUM_THREADS`` set for the server is left as it is). Measured on 2 cores: one
+    thread answered a lone 64 px image in 9.2 ms against 14.1 with two, at the same
+    throughput; with other work on the CPU, two threads waiting for each other took 36 ms
+    for one image (benchmarks/README.md, "Serving latency")."""
+    return int(os.environ.get("MTLFLOW_SERVE_TORCH_THREADS", 1))
+
+
 class MultiTaskPyfunc(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc: rows of raw inputs in, one column per task (+ ``_proba``) out.
     Concurrent calls (the scoring server runs each request in a thread) share forward passes
@@ -96,6 +106,8 @@ class MultiTaskPyfunc(mlflow.pyfunc.PythonModel):
         )
         self.batcher = MicroBatcher(self.predictor.predict_columns)
         self.trimmer = FreedMemoryTrimmer()
+        if in_scoring_server() and "OMP_NUM_THREADS" not in os.environ:
+            torch.set_num_threads(serve_torch_threads())
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None

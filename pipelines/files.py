@@ -130,6 +130,20 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
 
 
+def read_text(path: Path) -> str:
+    """A text file's content as UTF-8; ``MtlflowError`` naming the file and the first byte
+    that is not (a binary file saved under the name), not Python's decoding traceback."""
+    from pipelines.errors import MtlflowError
+
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MtlflowError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
 def read_json(path: Path, produced_by: str) -> Any:
     from pipelines.errors import MtlflowError
 

@@ -14,8 +14,8 @@ from mtl_models.augment.effects import expand_remap
 from mtl_models.losses import ClassWeighting
 from mtl_models.nn.architectures import ARCHITECTURES
 from mtl_models.tasks import TaskSpec
-from mtl_models.weighting import WEIGHTINGS, check_weighting
-from pipelines.config._base import Section
+from mtl_models.weighting import WEIGHTINGS, build_weighting, check_weighting
+from pipelines.config._base import Section, invalid_at
 from pipelines.config.augment import AugmentConfig
 from pipelines.config.data import DataConfig
 from pipelines.config.model import ModelConfig
@@ -25,7 +25,8 @@ from pipelines.config.split import SplitConfig
 from pipelines.config.tasks import TaskConfig
 from pipelines.config.train import TrainConfig
 from pipelines.config.tune import TuneConfig
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, MtlflowError
+from pipelines.files import read_text
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -72,6 +73,10 @@ class Params(Section):
             shares_blocks=self.model.shares_parameters(),
             joint_batches=self.train.schedule == "joint",
         )
+        try:  # its own checks on its hyperparameters (a negative static weight): cheap
+            build_weighting(method, list(self.tasks), **self.train.weighting_kwargs())
+        except ValueError as exc:
+            raise invalid_at("Params", ("train", "weighting"), str(exc), method) from None
         return self
 
     def task_sensitivity(self) -> dict[str, dict[str, float]]:
@@ -184,17 +189,29 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error in one line, ``at line L, column C: <problem>``, without its multi-line
+    message (which quotes the text and calls the file ``<unicode string>``)."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
+    problem = problem or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    where = f"at line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + problem
+
+
 def load_params(path: Path = DEFAULT_PARAMS, overrides: Sequence[str] = ()) -> Params:
     """Read, override and validate a params file; every entry point goes through here."""
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
     try:
         # a SafeLoader subclass: no arbitrary objects
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
+        raw = yaml.load(read_text(path), Loader=_UniqueKeyLoader) or {}
+    except MtlflowError as exc:  # not UTF-8
+        raise ConfigError(str(exc)) from None
     except DuplicateKeyError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML {yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return parse_params(apply_overrides(raw, overrides), source=str(path))

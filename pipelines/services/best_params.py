@@ -13,8 +13,9 @@ from typing import Any
 import yaml
 
 from pipelines.config import Params, overlay, params_dict
+from pipelines.config.params import yaml_problem
 from pipelines.errors import ConfigError
-from pipelines.files import ProjectPaths, atomic_write_bytes
+from pipelines.files import ProjectPaths, atomic_write_bytes, read_text
 from pipelines.redaction import redact_values
 
 HEADER = (
@@ -56,9 +57,11 @@ def read_best_params(paths: ProjectPaths) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        content = yaml.safe_load(path.read_text()) or {}
+        content = yaml.safe_load(read_text(path)) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}; rerun `mtlflow tune`") from None
+        raise ConfigError(
+            f"{path}: not valid YAML {yaml_problem(exc)}; rerun `mtlflow tune`"
+        ) from None
     if not isinstance(content, dict) or not isinstance(content.get("params", {}), dict):
         raise ConfigError(f"{path}: expected a mapping with a `params` mapping; rerun tune")
     return content

@@ -126,3 +126,87 @@ def test_a_request_with_too_many_rows_is_refused_before_decoding(monkeypatch) ->
     assert str(err.value) == (
         "5 rows in one request; at most 4 (MTLFLOW_SERVE_MAX_ROWS): send them in several requests"
     )
+
+
+def test_a_binary_params_file_names_the_first_byte_that_is_not_utf8(tmp_path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"train:\n  lr: 0.1\n" + bytes(range(128, 256)))
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    assert str(err.value) == f"{path}: not UTF-8 text (byte 0x80 at offset 17)"
+
+
+def test_broken_yaml_is_one_line_naming_the_file_line_and_column(tmp_path) -> None:
+    """PyYAML's own message spans lines and calls the file ``<unicode string>``."""
+    from pipelines.files import ProjectPaths
+    from pipelines.services.best_params import read_best_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  lr: 0.1\nx: [1, 2\n")
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    assert str(err.value) == (
+        f"{path}: not valid YAML at line 4, column 1: expected ',' or ']', but got '<stream end>'"
+    )
+    paths = ProjectPaths(tmp_path)
+    paths.reports_dir.mkdir()
+    paths.best_params.write_text("{{{: [")
+    with pytest.raises(ConfigError) as err:
+        read_best_params(paths)
+    assert str(err.value) == (
+        f"{paths.best_params}: not valid YAML at line 1, column 4: expected the node content, "
+        "but found ':'; rerun `mtlflow tune`"
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.epochs=true", "train.epochs"),
+        ("train.lr=false", "train.lr"),
+        ("model.shared_depth=true", "model.shared_depth"),  # int | str | None
+        ("train.weighting={method: static, weights: {pits_left: true}}", "weights.pits_left"),
+        ("model.architecture={name: mmoe, experts: true}", "model.architecture.experts"),
+    ],
+)
+def test_a_boolean_for_a_number_is_refused_naming_the_key(project, override, key) -> None:
+    """Pydantic's lax mode would read ``true`` as 1 (one epoch) without a word."""
+    _, paths = project
+    with pytest.raises(ConfigError) as err:
+        load_params(paths.root / "params.yaml", [override])
+    assert f"{key}: expected a number, not a boolean" in str(err.value)
+    assert load_params(paths.root / "params.yaml", ["tune.enabled=true"]).tune.enabled
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("register.alias=bad/../alias", "register.alias: Value error, an alias may only hold"),
+        ("register.alias=latest", "register.alias: Value error, 'latest' is reserved"),
+        ("register.alias=V2", "register.alias: Value error, 'V2' is reserved"),
+        ("register.model_name=''", "register.model_name: Value error, a registered model needs"),
+        ("register.model_name=a/b", "register.model_name: Value error, a registered model name "),
+        ("register.model_name=../up", "register.model_name: Value error, a registered model name"),
+        ("tracking.experiment=''", "tracking.experiment: String should have at least 1"),
+    ],
+)
+def test_names_mlflow_refuses_fail_when_params_load(project, override, message) -> None:
+    """Not as an MlflowException traceback at the end of `register` or `train`."""
+    _, paths = project
+    with pytest.raises(ConfigError) as err:
+        load_params(paths.root / "params.yaml", [override])
+    assert message in str(err.value)
+    fine = ["register.alias=champion-2_b", "register.model_name=my model", "tracking.experiment=e"]
+    load_params(paths.root / "params.yaml", fine)
+
+
+def test_a_weighting_its_own_method_refuses_fails_when_params_load(project) -> None:
+    _, paths = project
+    bad = "train.weighting={method: static, weights: {pits_left: -1}}"
+    with pytest.raises(ConfigError) as err:
+        load_params(paths.root / "params.yaml", [bad])
+    assert str(err.value).endswith(
+        "train.weighting: static weights must be >= 0, got negative for ['pits_left'] "
+        "(got 'static')"
+    )
+    load_params(paths.root / "params.yaml", [bad.replace("-1", "2")])

@@ -216,7 +216,24 @@ def check_backbone(params: Params, input_specs: Sequence[InputSpec]) -> WeightsR
     weights are there and fit (``ConfigError`` naming the key otherwise)."""
     check_device(params)
     spec = model_spec(params, params.task_specs(), input_specs or [ImageInput("image")])
-    return starting_backbone(params, spec)[1]
+    backbone, report = starting_backbone(params, spec)
+    check_architecture(spec, backbone)
+    return report
+
+
+def check_architecture(spec: ModelSpec, backbone: Backbone) -> None:
+    """The architecture's own checks on its hyperparameters (``experts: 0``), made by
+    building the model once, before any MLflow run; skipped for one without any (``hps``).
+    ``ConfigError`` naming the key (``model.architecture.experts``)."""
+    if not spec.architecture_args:
+        return
+    try:
+        build_model(spec, backbone)
+    except ValueError as exc:
+        name, _, rest = str(exc).partition(" ")
+        if name in spec.architecture_args:  # "experts must be >= 1, got 0"
+            raise ConfigError(f"model.architecture.{name} {rest} ({spec.architecture})") from None
+        raise ConfigError(f"model.architecture ({spec.architecture}): {exc}") from None
 
 
 def _image_specs(inputs: ArraysByInput) -> list[InputSpec]:

@@ -210,3 +210,26 @@ def test_a_weighting_its_own_method_refuses_fails_when_params_load(project) -> N
         "(got 'static')"
     )
     load_params(paths.root / "params.yaml", [bad.replace("-1", "2")])
+
+
+@pytest.mark.parametrize(
+    ("architecture", "message"),
+    [
+        ("{name: mmoe, experts: 0}", "model.architecture.experts must be >= 1, got 0 (mmoe)"),
+        ("{name: dselect_k, experts: 2, k: 3}", "model.architecture.k must be in 1..experts (2)"),
+    ],
+)
+def test_an_architecture_argument_it_refuses_fails_the_preflight(project, architecture, message):
+    """Before any MLflow run (`check_backbone` runs before `train` opens one), not as a
+    ValueError from the model's constructor."""
+    from mtl_models.inputs import ImageInput
+    from pipelines.services.fitting import check_backbone
+
+    _, paths = project
+    sets = [f"model.architecture={architecture}", "tune.search_space={}"]
+    params = load_params(paths.root / "params.yaml", sets)
+    with pytest.raises(ConfigError) as err:
+        check_backbone(params, [ImageInput("image", 32, 1)])
+    assert str(err.value).startswith(message)
+    good = ["model.architecture={name: mmoe, experts: 2}", sets[1]]
+    check_backbone(load_params(paths.root / "params.yaml", good), [ImageInput("image", 32, 1)])

@@ -144,14 +144,48 @@ def read_text(path: Path) -> str:
         ) from None
 
 
-def read_json(path: Path, produced_by: str) -> Any:
+# a JSON value's kind by its Python type (what a ``needs`` entry of ``read_json`` names)
+JSON_KINDS: dict[str, tuple[type, ...]] = {
+    "number": (int, float),
+    "string": (str,),
+    "object": (dict,),
+    "list": (list,),
+}
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    return next((k for k, t in JSON_KINDS.items() if isinstance(value, t)), "null")
+
+
+def read_json(path: Path, produced_by: str, needs: dict[str, str] | None = None) -> Any:
+    """A JSON file another stage wrote (``produced_by``), with the dotted keys of ``needs``
+    holding values of their kind (``{"summary.mean_score": "number"}``): ``MtlflowError``
+    naming the file, the key and the stage that rewrites it, not a KeyError later."""
     from pipelines.errors import MtlflowError
 
     if not path.is_file():
         raise MtlflowError(f"{path}: not found; run `mtlflow {produced_by}` (or `dvc repro`) first")
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MtlflowError(
             f"{path}: not valid JSON ({exc}); truncated or edited? rerun `mtlflow {produced_by}`"
         ) from None
+    rerun = f"; rerun `mtlflow {produced_by}`"
+    for key, kind in (needs or {}).items():
+        node, parts = data, key.split(".")
+        for depth, part in enumerate(parts):
+            if not isinstance(node, dict):
+                where = ".".join(parts[:depth]) or "the top level"
+                raise MtlflowError(
+                    f"{path}: expected an object at {where} (holding {key}), "
+                    f"got a {_json_kind(node)}{rerun}"
+                )
+            if part not in node:
+                raise MtlflowError(f"{path}: no {key} (a {kind}){rerun}")
+            node = node[part]
+        if _json_kind(node) != kind:
+            raise MtlflowError(f"{path}: {key} is a {_json_kind(node)}, expected a {kind}{rerun}")
+    return data

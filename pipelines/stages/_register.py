@@ -11,7 +11,9 @@ from mlflow.exceptions import MlflowException
 
 from pipelines import tracking
 from pipelines.config import Params
+from pipelines.errors import MtlflowError
 from pipelines.files import ProjectPaths, read_json, sqlite_lock, write_json
+from pipelines.redaction import redact
 from pipelines.services.summaries import NOTE_TAG, registry_line
 from pipelines.tracking.locks import is_locked, retry_locked
 
@@ -54,10 +56,30 @@ def settle_champion(
         client.set_registered_model_alias(name, alias, best)
 
 
+def check_trained_model_stored(
+    client: MlflowClient, run_info: dict[str, Any], uri: str, paths: ProjectPaths
+) -> None:
+    """The store still holds the run and the model ``models/run.json`` names: a store
+    replaced or emptied since training has neither (``MtlflowError`` saying so)."""
+    model_uri = run_info["model_uri"]
+    try:
+        client.get_run(run_info["run_id"])
+        if model_uri.startswith("models:/m-"):  # a logged model's id (MLflow 3)
+            client.get_logged_model(model_uri.removeprefix("models:/"))
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise  # a busy store (retried by the caller), or another failure
+        raise MtlflowError(
+            f"{redact(uri)}: the tracking store has no model {model_uri} (the model_uri of "
+            f"{paths.run_info}): the store was replaced or emptied since training; run "
+            "`mtlflow train` (or `dvc repro`)"
+        ) from None
+
+
 def register(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     """Register the model in ``models/run.json``; record the decision in ``reports/``."""
-    run_info = read_json(paths.run_info, "train")
-    metrics = read_json(paths.metrics_file, "evaluate")
+    run_info = read_json(paths.run_info, "train", {"run_id": "string", "model_uri": "string"})
+    metrics = read_json(paths.metrics_file, "evaluate", {"summary.mean_score": "number"})
     score = float(metrics["summary"]["mean_score"])
     name, alias = params.registry.model_name, params.registry.alias
 
@@ -70,6 +92,7 @@ def register(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     def retried(call: Callable[[], T]) -> T:  # each step alone, so none is done twice
         return retry_locked(call, f"register {name}")
 
+    retried(lambda: check_trained_model_stored(client, run_info, uri, paths))
     with sqlite_lock(uri):
         previous_version, previous_score = retried(lambda: champion_score(client, name, alias))
         version = retried(lambda: mlflow.register_model(run_info["model_uri"], name))

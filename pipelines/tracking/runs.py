@@ -26,6 +26,13 @@ from pipelines.redaction import redact, redact_values
 from pipelines.tracking.locks import retry_locked
 from pipelines.tracking.orphans import REASON_TAG, close_orphaned_runs, owner_tags
 from pipelines.tracking.relocation import check_not_relocated
+from pipelines.tracking.store import (
+    STORE_ERRORS,
+    check_store_reachable,
+    set_tracking_uri,
+    unusable_store,
+    uri_source,
+)
 
 
 def tracking_uri(params: Params) -> str:
@@ -34,9 +41,11 @@ def tracking_uri(params: Params) -> str:
 
 
 def configure(params: Params) -> str:
-    uri = tracking_uri(params)
-    mlflow.set_tracking_uri(uri)
-    _create_sqlite_store(uri)
+    """Point MLflow at the store and check it answers: a clear error before any work."""
+    uri, key = tracking_uri(params), uri_source()
+    check_store_reachable(uri, key)
+    set_tracking_uri(uri)
+    _create_sqlite_store(uri, key)
     check_not_relocated(uri, params.tracking.experiment)
     return uri
 
@@ -44,7 +53,7 @@ def configure(params: Params) -> str:
 _READY: set[str] = set()
 
 
-def _create_sqlite_store(uri: str) -> None:
+def _create_sqlite_store(uri: str, key: str) -> None:
     """Create (migrate) a SQLite tracking database under a file lock, once per process.
 
     Two processes opening a new database at once (parallel ``mtlflow tune`` workers) would both
@@ -57,14 +66,17 @@ def _create_sqlite_store(uri: str) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(
-            f"tracking.uri {redact(uri)!r}: cannot create its folder {folder} "
+            f"{key} {redact(uri)!r}: cannot create its folder {folder} "
             f"({exc.strerror or exc}); choose a writable path or set MLFLOW_TRACKING_URI"
         ) from None
     with sqlite_lock(uri):
-        retry_locked(
-            lambda: mlflow.MlflowClient(uri).search_experiments(max_results=1),
-            f"open the tracking store {redact(uri)}",
-        )
+        try:
+            retry_locked(
+                lambda: mlflow.MlflowClient(uri).search_experiments(max_results=1),
+                f"open the tracking store {redact(uri)}",
+            )
+        except STORE_ERRORS as exc:  # not a database, unreadable: what is wrong, in a line
+            raise unusable_store(uri, key, exc) from None
     _READY.add(uri)
 
 

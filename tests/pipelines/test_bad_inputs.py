@@ -3,6 +3,8 @@ override whose value is broken YAML, a device the machine does not have."""
 
 from __future__ import annotations
 
+import json
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -233,3 +235,94 @@ def test_an_architecture_argument_it_refuses_fails_the_preflight(project, archit
     assert str(err.value).startswith(message)
     good = ["model.architecture={name: mmoe, experts: 2}", sets[1]]
     check_backbone(load_params(paths.root / "params.yaml", good), [ImageInput("image", 32, 1)])
+
+
+NOT_A_DB = b"SQLite format 3\x00" + bytes(range(256)) * 32  # a header, then garbage
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("foo://bar", "tracking.uri 'foo://bar': MLflow has no tracking store for the scheme"),
+        (
+            "http://bob:s3cret@127.0.0.1:9",  # nothing listens on port 9 (discard)
+            "tracking.uri: http://bob:***@127.0.0.1:9: the tracking server does not answer (",
+        ),
+    ],
+)
+def test_a_tracking_store_that_cannot_answer_is_one_line_naming_the_key(project, uri, message):
+    _, paths = project
+    params = load_params(paths.root / "params.yaml", [f"tracking.uri={uri}"])
+    with pytest.raises(MtlflowError) as err:
+        tracking.configure(params)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+    assert "s3cret" not in str(err.value)
+
+
+def test_a_corrupt_sqlite_store_is_named_with_where_its_uri_came_from(project, monkeypatch):
+    _, paths = project
+    bad = paths.root / "broken.db"
+    bad.write_bytes(NOT_A_DB)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{bad}")
+    with pytest.raises(MtlflowError, match=r"^MLFLOW_TRACKING_URI: sqlite:///.*broken.db: not a"):
+        tracking.configure(load_params(paths.root / "params.yaml"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    params = load_params(paths.root / "params.yaml", [f"tracking.uri=sqlite:///{bad}"])
+    with pytest.raises(MtlflowError) as err:
+        tracking.configure(params)
+    assert str(err.value) == (
+        f"tracking.uri: sqlite:///{bad}: not a readable SQLite database (file is not a "
+        "database); restore it from a backup, or move it aside to start a new store"
+    )
+    assert bad.read_bytes() == NOT_A_DB
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "message"),
+    [
+        (
+            "metrics.json",
+            "[]",
+            "expected an object at the top level (holding summary.mean_score)"
+            ", got a list; rerun `mtlflow evaluate`",
+        ),
+        (
+            "metrics.json",
+            '{"tasks": {}}',
+            "no summary.mean_score (a number); rerun `mtlflow evaluate`",
+        ),
+        ("run.json", '{"run_id": "0a1b"}', "no model_uri (a string); rerun `mtlflow train`"),
+    ],
+)
+def test_register_checks_the_shape_of_what_it_reads(project, file, content, message) -> None:
+    """Not a KeyError or TypeError traceback: the file, the key and the stage to rerun."""
+    params, paths = project
+    paths.models_dir.mkdir()
+    paths.reports_dir.mkdir()
+    paths.run_info.write_text('{"run_id": "0a1b", "model_uri": "models:/m-0"}')
+    paths.metrics_file.write_text('{"summary": {"mean_score": 0.5}}')
+    target = paths.run_info if file == "run.json" else paths.metrics_file
+    target.write_text(content)
+    with pytest.raises(MtlflowError) as err:
+        stages.register(params, paths)
+    assert str(err.value) == f"{target}: {message}"
+
+
+def test_register_on_an_emptied_store_says_the_model_is_not_there(project) -> None:
+    """A zero-byte mlflow.db (replaced or emptied since training): not MLflow's "Logged
+    model ... not found" traceback from inside register_model."""
+    params, paths = project
+    for folder in (paths.models_dir, paths.reports_dir):
+        folder.mkdir()
+    model_uri = "models:/m-3d784166b08a4be28fc8c5bbd6c0d731"
+    paths.run_info.write_text(json.dumps({"run_id": "0a1b", "model_uri": model_uri}))
+    paths.metrics_file.write_text('{"summary": {"mean_score": 0.5}}')
+    (paths.root / "mlflow.db").write_bytes(b"")
+    with pytest.raises(MtlflowError) as err:
+        stages.register(params, paths)
+    assert str(err.value) == (
+        f"{params.tracking.uri}: the tracking store has no model {model_uri} (the model_uri of "
+        f"{paths.run_info}): the store was replaced or emptied since training; run "
+        "`mtlflow train` (or `dvc repro`)"
+    )
+    assert not paths.registry_file.exists()

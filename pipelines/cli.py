@@ -125,7 +125,12 @@ def export_backbone(
 ) -> None:
     """Write the trained shared trunk as a weights file that another project's
     model.backbone.weights starts from (README "Pretrained backbones")."""
-    from mtl_models.nn.checkpoint import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
+    from mtl_models.nn.checkpoint import (
+        SPEC_FILE,
+        WEIGHTS_FILE,
+        CheckpointError,
+        load_checkpoint,
+    )
     from mtl_models.nn.weights import WeightsError, export_backbone, sha256_of
 
     if out.suffix != ".safetensors":
@@ -134,9 +139,11 @@ def export_backbone(
         raise _fail(
             MtlflowError(f"{model}: no {WEIGHTS_FILE} and {SPEC_FILE}; run `mtlflow train` first")
         )
-    trained, spec = load_checkpoint(model / WEIGHTS_FILE, model / SPEC_FILE)
     try:
+        trained, spec = load_checkpoint(model / WEIGHTS_FILE, model / SPEC_FILE)
         count = export_backbone(trained, spec, out)
+    except CheckpointError as exc:
+        raise _fail(MtlflowError(f"{exc}; rerun `mtlflow train`")) from None
     except WeightsError as exc:
         raise _fail(MtlflowError(str(exc))) from None
     print(f"export-backbone: {count} tensors of {spec.backbone}'s trunk -> {out}")

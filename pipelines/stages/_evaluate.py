@@ -9,10 +9,11 @@ from typing import Any
 import mlflow
 
 from mtl_models.metrics import summarize
-from mtl_models.nn.checkpoint import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
+from mtl_models.nn.checkpoint import SPEC_FILE, WEIGHTS_FILE, CheckpointError, load_checkpoint
 from pipelines import tracking
 from pipelines.config import Params
 from pipelines.data.splits import load_split, split_digest
+from pipelines.errors import MtlflowError
 from pipelines.files import ProjectPaths, atomic_write_bytes, read_json, write_json
 from pipelines.services import plot_data, plots
 from pipelines.services.comparison import (
@@ -35,7 +36,10 @@ def evaluate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     networks and the gradient-boosted trees of ``mtlflow baselines``), ``reports/diagnosis.md``
     and test plots; log them to the training run."""
     run_info = read_json(paths.run_info, "train")
-    model, spec = load_checkpoint(paths.models_dir / WEIGHTS_FILE, paths.models_dir / SPEC_FILE)
+    try:
+        model, spec = load_checkpoint(paths.models_dir / WEIGHTS_FILE, paths.models_dir / SPEC_FILE)
+    except CheckpointError as exc:
+        raise MtlflowError(f"{exc}; rerun `mtlflow train`") from None
     tasks = list(spec.tasks)
     _, train_labels = load_split(paths, "train", tasks)
     test_inputs, test_labels = load_split(paths, "test", tasks)

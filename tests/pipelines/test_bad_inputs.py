@@ -326,3 +326,22 @@ def test_register_on_an_emptied_store_says_the_model_is_not_there(project) -> No
         "`mtlflow train` (or `dvc repro`)"
     )
     assert not paths.registry_file.exists()
+
+
+def test_evaluate_names_a_truncated_model_and_the_stage_that_rewrites_it(project) -> None:
+    from mtl_models.inputs import ImageInput
+    from mtl_models.nn.checkpoint import WEIGHTS_FILE, save_checkpoint
+    from mtl_models.nn.model import build_model
+    from pipelines.services.fitting import model_spec
+
+    params, paths = project
+    spec = model_spec(params, params.task_specs(), [ImageInput("image", 32, 1)])
+    save_checkpoint(build_model(spec), spec, paths.models_dir)
+    paths.run_info.write_text('{"run_id": "0a1b", "model_uri": "models:/m-0"}')
+    weights = paths.models_dir / WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:-200])
+    with pytest.raises(MtlflowError) as err:
+        stages.evaluate(params, paths)
+    message = str(err.value)
+    assert message.startswith(f"{weights}: not readable weights (RuntimeError: ")
+    assert message.endswith("; rerun `mtlflow train`") and "\n" not in message

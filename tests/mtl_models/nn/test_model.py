@@ -10,7 +10,13 @@ import torch
 
 from mtl_models.nn.architectures import HardSharing
 from mtl_models.nn.backbones import ConvNet
-from mtl_models.nn.checkpoint import SPEC_FILE, WEIGHTS_FILE, load_checkpoint, save_checkpoint
+from mtl_models.nn.checkpoint import (
+    SPEC_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from mtl_models.nn.heads import Decoded
 from mtl_models.nn.model import ModelSpec, build_model
 from mtl_models.tasks import TaskSpec
@@ -173,6 +179,36 @@ def spec(**overrides: object) -> ModelSpec:
         image_size=8,
     )
     return ModelSpec(**(base | overrides))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("truncate", r"model.pt: not readable weights \((RuntimeError|OSError): "),
+        ("spec_garbage", r"model_spec.json: not a model spec \(JSONDecodeError: Expecting"),
+        ("spec_empty_object", r"model_spec.json: not a model spec \(KeyError: 'tasks'\)"),
+        ("other_model", r"model.pt: does not fit the model model_spec.json describes"),
+        ("no_weights", r"model.pt: not found$"),
+    ],
+)
+def test_a_damaged_checkpoint_names_the_file(tmp_path: Path, damage: str, message: str) -> None:
+    """A truncated model.pt or an edited model_spec.json: a CheckpointError naming the file
+    (torch's and json's own errors name neither)."""
+    folder = tmp_path / "ckpt"
+    save_checkpoint(build_model(spec()), spec(), folder)
+    weights, spec_file = folder / WEIGHTS_FILE, folder / SPEC_FILE
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[:-200])
+    elif damage == "spec_garbage":
+        spec_file.write_text("{")
+    elif damage == "spec_empty_object":
+        spec_file.write_text("{}")
+    elif damage == "other_model":
+        torch.save(build_model(spec(head_hidden=4)).state_dict(), weights)
+    else:
+        weights.unlink()
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(weights, spec_file)
 
 
 def test_model_spec_dict_round_trip_is_json() -> None:

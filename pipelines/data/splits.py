@@ -218,17 +218,30 @@ def load_split(
     folder = paths.split_dir(name)
     if not (folder / LABELS).is_file():
         raise DataError(f"{folder}: not found; run `mtlflow split` (or `dvc repro`) first")
-    stored = np.load(folder / TASKS).tolist()
+    stored = _load_array(folder / TASKS, mmap=False).tolist()
     expected = [t.name for t in tasks]
     if stored != expected:
         raise DataError(
             f"{folder}: made for tasks {stored} but params has {expected}; rerun `mtlflow split`"
         )
     inputs = {
-        f.stem.removeprefix(INPUT_PREFIX): np.load(f, mmap_mode="c")
+        f.stem.removeprefix(INPUT_PREFIX): _load_array(f)
         for f in sorted(folder.glob(f"{INPUT_PREFIX}*.npy"))
     }
-    return inputs, np.load(folder / LABELS, mmap_mode="c")
+    return inputs, _load_array(folder / LABELS)
+
+
+def _load_array(path: Path, mmap: bool = True) -> np.ndarray:
+    """One split array (memory-mapped copy-on-write); ``DataError`` naming a file cut short
+    or edited, not numpy's "mmap length is greater than file size"."""
+    try:
+        return np.load(path, mmap_mode="c" if mmap else None)
+    except (ValueError, OSError, EOFError) as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(
+            f"{path}: unreadable ({why}); truncated or edited? rerun `mtlflow split` "
+            "(or `dvc repro`)"
+        ) from None
 
 
 def load_input_specs(paths: ProjectPaths) -> tuple[InputSpec, ...]:

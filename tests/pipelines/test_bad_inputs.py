@@ -345,3 +345,24 @@ def test_evaluate_names_a_truncated_model_and_the_stage_that_rewrites_it(project
     message = str(err.value)
     assert message.startswith(f"{weights}: not readable weights (RuntimeError: ")
     assert message.endswith("; rerun `mtlflow train`") and "\n" not in message
+
+
+def test_a_truncated_split_array_names_the_file_and_the_stage(project) -> None:
+    """numpy's own message ("mmap length is greater than file size") names no file."""
+    from pipelines.data.splits import load_split
+
+    params, paths = project
+    tasks = params.task_specs()
+    folder = paths.split_dir("test")
+    folder.mkdir(parents=True)
+    np.save(folder / "tasks.npy", np.array([t.name for t in tasks]))
+    np.save(folder / "labels.npy", np.zeros((50, len(tasks))))
+    assert load_split(paths, "test", tasks)[1].shape == (50, len(tasks))
+    labels = folder / "labels.npy"
+    labels.write_bytes(labels.read_bytes()[:-200])
+    with pytest.raises(DataError) as err:
+        load_split(paths, "test", tasks)
+    assert str(err.value) == (
+        f"{labels}: unreadable (mmap length is greater than file size); truncated or edited? "
+        "rerun `mtlflow split` (or `dvc repro`)"
+    )

@@ -189,6 +189,7 @@ class SoakResult:
         valid = self.valid_latencies
         return {
             "requests": self.requests,
+            "seconds": round(self.seconds, 1),
             "server_errors_5xx": self.server_errors,
             "crashes": int(self.crashed),
             "rss_mb": self.rss_mb,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -128,6 +129,26 @@ def inside(root: Path, path: Path) -> Path:
     if path.is_absolute() or normal == ".." or normal.startswith(f"..{os.sep}"):
         raise ValueError("outside the data folder: give paths relative to it, without '..'")
     return root / normal
+
+
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def regular_file(path: Path) -> Path:
+    """``path`` when it is a regular file (through symlinks); a ``ValueError`` saying what
+    it is otherwise, before anything opens it: reading a named pipe waits for a writer
+    forever, and a device never ends."""
+    mode = os.stat(path).st_mode  # a missing file: FileNotFoundError, reported as such
+    if not stat.S_ISREG(mode):
+        what = next((name for test, name in _NOT_REGULAR if test(mode)), "a special file")
+        raise ValueError(f"not a regular file but {what}")
+    return path
 
 
 def refuse_duplicates(table: TableSource, cells: Sequence[Any], column: str) -> None:

@@ -29,6 +29,7 @@ from mtl_models.inputs._base import (
     gather,
     inside,
     refuse_duplicates,
+    regular_file,
 )
 
 
@@ -47,6 +48,10 @@ class ImageInputConfig(InputConfig):
 # refused before decoding: a decompression bomb (PIL's own limit, about 89 megapixels)
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 MAX_UPSCALE = 16  # a 1-pixel image stretched to 64 is no image of the sample
+# A side under 4 pixels holds no edge or shape to learn from, whatever size it is resized
+# to (a 1 x 1 image at size 16 is within MAX_UPSCALE, yet one grey level); 4 is also the
+# smallest side that MAX_UPSCALE brings to the default size of 64.
+MIN_SIDE = 4
 
 
 def serve_max_pixels() -> int:
@@ -65,7 +70,9 @@ def decode_image(
     8 bits over their full range, not clipped."""
     limit = f"over the {max_pixels / 1e6:.3g}-megapixel limit"
     try:
-        opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        opened = Image.open(
+            io.BytesIO(source) if isinstance(source, bytes) else regular_file(source)
+        )
     except Image.DecompressionBombError as exc:  # PIL refuses twice its limit on opening
         pixels = re.search(r"\((\d+) pixels\)", str(exc))
         raise ValueError(f"{pixels[1] if pixels else 'its'} pixels is {limit}") from None
@@ -73,6 +80,11 @@ def decode_image(
         width, height = img.size
         if width * height > max_pixels:
             raise ValueError(f"{width} x {height} pixels is {limit}")
+        if min(width, height) < MIN_SIDE:
+            raise ValueError(
+                f"{width} x {height} pixels is too small to hold an image of the sample "
+                f"(a side under {MIN_SIDE} pixels)"
+            )
         if min(width, height) * MAX_UPSCALE < size:
             raise ValueError(
                 f"{width} x {height} pixels is too small to resize to {size} x {size} "

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -24,6 +25,7 @@ from mtl_models.inputs._base import (
     inside,
     listing,
     refuse_duplicates,
+    regular_file,
     request_columns,
 )
 
@@ -55,7 +57,7 @@ def _channel(
         if any(isinstance(v, list | tuple | np.ndarray) for v in cells):  # a Parquet array column
             return gather(table, cells, column, lambda v: np.asarray(v, dtype=float), files=False)
         refuse_duplicates(table, cells, column)
-        return gather(table, cells, column, lambda p: np.load(inside(root, p)).astype(float))
+        return gather(table, cells, column, lambda p: _read(inside(root, p)))
     folder = root / config.folders[c]
     files = sorted(folder.glob("*.npy")) if folder.is_dir() else []
     if len(files) != len(table):
@@ -63,7 +65,11 @@ def _channel(
             f"{folder}: {len(files)} .npy files but {table.source} has {len(table)} rows "
             f"(data.inputs.{name}.folders[{c}]: the i-th file in name order is row i)"
         )
-    return [np.load(f).astype(float) for f in files]
+    return gather(table, [str(f) for f in files], str(folder), _read)
+
+
+def _read(path: Path) -> np.ndarray:
+    return np.load(regular_file(path)).astype(float)
 
 
 @INPUTS.register("signal")

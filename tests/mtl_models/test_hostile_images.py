@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import signal
 import struct
 import zlib
 from pathlib import Path
@@ -57,9 +59,41 @@ def test_a_16_bit_image_is_scaled_to_8_bits_not_clipped() -> None:
 
 
 def test_a_tiny_image_is_not_silently_stretched() -> None:
-    with pytest.raises(ValueError, match=r"1 x 1 pixels is too small to resize to 64 x 64"):
-        decode_image(png(np.zeros((1, 1), np.uint8)), 64, 1)
+    with pytest.raises(ValueError, match=r"5 x 5 pixels is too small to resize to 128 x 128"):
+        decode_image(png(np.zeros((5, 5), np.uint8)), 128, 1)
     assert decode_image(png(np.zeros((4, 4), np.uint8)), 64, 1).shape == (64, 64, 1)
+
+
+@pytest.mark.parametrize(("side", "size"), [(1, 16), (3, 16), (1, 8)])
+def test_an_image_too_small_to_hold_a_sample_is_refused_at_any_size(side, size) -> None:
+    """A 1 x 1 image at size 16 is within the 16x upscaling bound, yet a single grey level."""
+    with pytest.raises(ValueError) as err:
+        decode_image(png(np.zeros((side, side), np.uint8)), size, 1)
+    assert str(err.value) == (
+        f"{side} x {side} pixels is too small to hold an image of the sample "
+        "(a side under 4 pixels)"
+    )
+    assert decode_image(png(np.zeros((4, 4), np.uint8)), size, 1).shape == (size, size, 1)
+
+
+def test_a_named_pipe_or_device_for_an_image_is_refused_before_opening(tmp_path: Path) -> None:
+    """Opening a named pipe waits for a writer forever (`mtlflow split` hung); a device
+    never ends. The alarm turns a hang into a failure."""
+    table = manifest(tmp_path, ["a.png", "pipe.png", "zero.png"])
+    os.mkfifo(tmp_path / "data" / "pipe.png")
+    (tmp_path / "data" / "zero.png").symlink_to("/dev/zero")
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("reading the pipe hung"))
+    signal.alarm(20)
+    try:
+        with pytest.raises(InputError) as err:
+            read(tmp_path, table)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    message = str(err.value)
+    assert "2 of 3 files in column 'path' are missing or unreadable" in message
+    assert "row 3, column 'path': pipe.png (not a regular file but a named pipe)" in message
+    assert "row 4, column 'path': zero.png (not a regular file but a character device)" in message
 
 
 def test_a_served_bomb_or_speck_is_a_4xx_row_error() -> None:

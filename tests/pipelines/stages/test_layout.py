@@ -98,7 +98,13 @@ def test_every_stage_is_a_cli_verb_and_an_mlproject_entry_point():
     verbs = {command.name for command in typer.main.get_command(app).commands.values()}
     entries = yaml.safe_load((REPO / "MLproject").read_text())["entry_points"]
     assert " -> ".join(PIPELINE) in (app.info.help or "")
-    assert verbs == {s.name for s in STAGES} | {"run", "summary", "deploy", "export-backbone"}
+    assert verbs == {s.name for s in STAGES} | {
+        "run",
+        "summary",
+        "deploy",
+        "export-backbone",
+        "doctor",
+    }
     for s in STAGES:
         if not s.in_pipeline:
             continue

@@ -65,21 +65,41 @@ def read_table(path: Path, header: bool, generated: bool) -> Table:
     try:
         if path.suffix == ".parquet":
             frame = pd.read_parquet(path)
+            written = list(frame.columns)
         else:
             # strings as written, so a label "07" or "Adelie" is judged as the user wrote it;
             # "a.png, 0, 1" (a space after each comma) reads like "a.png,0,1"
             frame = pd.read_csv(
                 path, header=0 if header else None, dtype=str, skipinitialspace=True
             )
+            # pandas renames a repeated header name ("path", "path.1"): the header as written
+            first = pd.read_csv(path, header=None, nrows=1, dtype=str, skipinitialspace=True)
+            written = list(first.iloc[0]) if header else []
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: is empty (data.table); expected a header and rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{path}: cannot be read as a table (data.table): {detail}") from None
+    _refuse_repeated_names(path, written)
     frame.columns = [str(c) for c in frame.columns]
     if frame.empty:
         raise DataError(f"{path}: has no rows")
     return Table(frame.reset_index(drop=True), path, header)
+
+
+def _refuse_repeated_names(path: Path, names: list[Any]) -> None:
+    """A column named twice: which one a params key means is anyone's guess (pandas would
+    call the second ``path.1``, and a key naming ``path`` would read the first alone)."""
+    first: dict[str, int] = {}
+    for position, name in enumerate(map(cell_text, names)):
+        if name is None:  # an empty header cell: pandas names it "Unnamed: N"
+            continue
+        if name in first:
+            raise DataError(
+                f"{path}: column '{name}' is named twice in the header (positions "
+                f"{first[name]} and {position}, from 0); rename one"
+            )
+        first[name] = position
 
 
 def _label_values(raw: pd.Series, task: TaskSpec) -> np.ndarray:

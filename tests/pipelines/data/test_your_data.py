@@ -21,6 +21,7 @@ from PIL import Image
 
 from pipelines import stages
 from pipelines.config import Params, parse_params
+from pipelines.data.dataset import read_table
 from pipelines.data.splits import load_input_specs, load_split
 from pipelines.errors import DataError
 from pipelines.files import ProjectPaths
@@ -281,6 +282,22 @@ def test_a_column_that_does_not_exist_names_the_params_key_and_lists_the_columns
         f"{project.table}: {key} names column {named}, which does not exist; "
         "columns: ['id', 'path', 'grade', 'animal', 'length', 'colour']"
     )
+
+
+def test_a_column_named_twice_in_the_header_is_named(project: Project) -> None:
+    """pandas would rename the second `path` to `path.1` and read the first (here the ids)
+    as image files: "40 of 40 files missing" blamed the files, not the header."""
+    text = project.table.read_text()
+    assert text.startswith("id,path,")
+    project.table.write_text(text.replace("id,", "path,", 1))
+    message = project.split_fails()
+    assert message == (
+        f"{project.table}: column 'path' is named twice in the header (positions 0 and 1, "
+        "from 0); rename one"
+    )
+    blanks = project.folder / "blanks.csv"
+    blanks.write_text(",,x\n1,2,3\n")  # two empty header cells are no repeated name
+    assert list(read_table(blanks, header=True, generated=False).frame.columns)[2] == "x"
 
 
 def test_a_task_without_labelled_rows_in_a_split_is_refused(project: Project) -> None:

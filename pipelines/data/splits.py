@@ -24,12 +24,16 @@ from pipelines.errors import DataError
 from pipelines.files import ProjectPaths, atomic_dir
 
 if TYPE_CHECKING:
+    from pipelines.config import Params
     from pipelines.data.dataset import Table
 
 SPLITS = ("train", "val", "test")
 INPUT_PREFIX = "input_"  # file name of each input's array: input_<name>.npy
 LABELS, TASKS = "labels.npy", "tasks.npy"
 INPUTS_FILE, SUMMARY_FILE = "inputs.json", "split.json"
+MADE_WITH_FILE = "params.json"  # the params the split was made with (``split_params``)
+# what split reads of each task (the rest, e.g. focal_gamma, is training's)
+TASK_KEYS = ("kind", "column", "n_classes", "classes")
 
 ArraysByInput = dict[str, np.ndarray]  # one split's encoded arrays, by input name
 
@@ -187,11 +191,13 @@ def write_splits(
     tasks: Sequence[TaskSpec],
     specs: Sequence[InputSpec],
     how: dict[str, dict[str, object]],
+    made_with: dict[str, object] | None = None,
 ) -> dict[str, dict[str, object]]:
     """Replace ``data/splits/`` as a whole (or not at all): per split its table rows
     (``<split>.csv``), its arrays (``<split>/*.npy``), then ``inputs.json`` (the encodings
-    fitted on train) and ``split.json`` (per split: size, content hash, and ``from``: how its
-    rows were chosen, ``how[split]``)."""
+    fitted on train), ``split.json`` (per split: size, content hash, and ``from``: how its
+    rows were chosen, ``how[split]``) and ``params.json`` (``made_with``: the params it was
+    made with, ``split_params``)."""
     names = np.array([t.name for t in tasks])
     summary: dict[str, dict[str, object]] = {}
     with atomic_dir(paths.splits_dir) as scratch:
@@ -207,7 +213,51 @@ def write_splits(
         specs_json = [input_to_dict(s) for s in specs]
         (scratch / INPUTS_FILE).write_text(json.dumps(specs_json, indent=2) + "\n")
         (scratch / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        if made_with is not None:
+            (scratch / MADE_WITH_FILE).write_text(json.dumps(made_with, indent=2) + "\n")
     return summary
+
+
+def split_params(params: Params) -> dict[str, object]:
+    """What a split is made from: the ``data`` and ``split`` sections and what split reads
+    of each task (the params of ``dvc.yaml``'s split stage, less the tasks' training keys)."""
+    raw = params.model_dump(by_alias=True, mode="json")
+    tasks = {name: {k: task[k] for k in TASK_KEYS} for name, task in raw["tasks"].items()}
+    return {"data": raw["data"], "split": raw["split"], "tasks": tasks}
+
+
+def _flat(node: object, prefix: str = "") -> dict[str, object]:
+    """``{"data": {"dir": "x"}}`` -> ``{"data.dir": "x"}`` (an empty mapping is a value)."""
+    if not isinstance(node, dict) or not node:
+        return {prefix: node}
+    flat: dict[str, object] = {}
+    for key, sub in node.items():
+        flat |= _flat(sub, f"{prefix}.{key}" if prefix else str(key))
+    return flat
+
+
+def check_split_current(params: Params, paths: ProjectPaths) -> None:
+    """Before a stage that reads ``data/splits``: it was made with these params, else a
+    ``DataError`` naming what changed (``mtlflow train --set data.synthetic.image_size=48``
+    after splitting at 32 trained on the old split without a word). A split written before
+    ``params.json`` was recorded, or none at all (the stage says so), is not judged."""
+    path = paths.splits_dir / MADE_WITH_FILE
+    if not path.is_file():
+        return
+    try:
+        made = _flat(json.loads(path.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        made = {}  # unreadable: judged as made with nothing, so every key differs
+    now = _flat(split_params(params))
+    changed = [k for k in sorted(set(made) | set(now)) if made.get(k) != now.get(k)]
+    if changed:
+        shown = ", ".join(
+            f"{k}={json.dumps(made.get(k))} (params: {json.dumps(now.get(k))})" for k in changed[:3]
+        )
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise DataError(
+            f"{paths.splits_dir} was made with {shown}{more}; run `mtlflow split` (or `dvc repro`)"
+        )
 
 
 def load_split(

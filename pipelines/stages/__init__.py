@@ -17,6 +17,7 @@ class Stage:
     table order. ``data``: a data stage, which Prefect flows run through ``dvc repro`` so
     ``dvc.lock`` versions its output. ``takes_overrides``: receives the ``--set`` keys, which
     win over tuned values. ``mlproject_sets``: overrides its MLproject entry point adds.
+    ``reads_splits``: reads ``data/splits``, which must have been made with these params.
     """
 
     name: str
@@ -25,6 +26,7 @@ class Stage:
     data: bool = False
     takes_overrides: bool = False
     mlproject_sets: tuple[str, ...] = ()
+    reads_splits: bool = False
 
     @property
     def run(self) -> Callable[..., Any]:
@@ -33,7 +35,12 @@ class Stage:
         return getattr(importlib.import_module(f"{__name__}._{self.name}"), self.name)
 
     def call(self, params: Any, paths: Any, overridden: frozenset[str] = frozenset()) -> Any:
-        """Run the stage; the ``--set`` keys reach the stages that apply tuned values."""
+        """Run the stage; the ``--set`` keys reach the stages that apply tuned values. A
+        stage that reads the splits first checks they were made with these params."""
+        if self.reads_splits:
+            from pipelines.data.splits import check_split_current
+
+            check_split_current(params, paths)
         if self.takes_overrides:
             return self.run(params, paths, overridden)
         return self.run(params, paths)
@@ -54,10 +61,12 @@ STAGES: tuple[Stage, ...] = (
         "augment",
         "Show which augmentations every task's label survives; write the report and a preview.",
         in_pipeline=False,
+        reads_splits=True,
     ),
     Stage(
         "tune",
         "Search tune.search_space with Optuna (resumable); write reports/best_params.yaml.",
+        reads_splits=True,
     ),
     Stage(
         "baselines",
@@ -66,12 +75,14 @@ STAGES: tuple[Stage, ...] = (
         "(`--set baselines.enabled=true`).",
         takes_overrides=True,
         mlproject_sets=("baselines.enabled=true",),
+        reads_splits=True,
     ),
     Stage(
         "train",
         "Train (with reports/best_params.yaml over params); write models/ and an MLflow run.\n\n"
         "Data-parallel under torchrun: `torchrun --nproc_per_node N -m pipelines.cli train`.",
         takes_overrides=True,
+        reads_splits=True,  # not evaluate: it scores the model on the split it trained on
     ),
     Stage(
         "evaluate",

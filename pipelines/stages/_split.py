@@ -8,7 +8,12 @@ import numpy as np
 
 from pipelines.config import Params
 from pipelines.data.dataset import Dataset, fit_and_encode, read_dataset
-from pipelines.data.splits import check_labelled, stratified_split, write_splits
+from pipelines.data.splits import (
+    check_labelled,
+    split_params,
+    stratified_split,
+    write_splits,
+)
 from pipelines.errors import DataError
 from pipelines.files import ProjectPaths
 
@@ -42,6 +47,7 @@ def split(params: Params, paths: ProjectPaths) -> dict[str, int]:
         tasks=tasks,
         specs=list(specs.values()),
         how=how,
+        made_with=split_params(params),
     )
     print("split: " + ", ".join(f"{k} {v['n']}" for k, v in summary.items()))
     return {k: int(v["n"]) for k, v in summary.items()}  # type: ignore[call-overload]

@@ -366,3 +366,27 @@ def test_a_truncated_split_array_names_the_file_and_the_stage(project) -> None:
         f"{labels}: unreadable (mmap length is greater than file size); truncated or edited? "
         "rerun `mtlflow split` (or `dvc repro`)"
     )
+
+
+def test_a_stage_refuses_a_split_made_with_other_params(project) -> None:
+    """`mtlflow train --set data.synthetic.image_size=48` after splitting at 32 px trained on
+    the old split without a word."""
+    from pipelines.data.splits import MADE_WITH_FILE, check_split_current
+    from pipelines.stages import stage
+
+    params, paths = project
+    stages.prepare(params, paths)
+    stages.split(params, paths)
+    made_with = json.loads((paths.splits_dir / MADE_WITH_FILE).read_text())
+    assert made_with["data"]["synthetic"]["image_size"] == 32
+    assert "focal_gamma" not in json.dumps(made_with["tasks"])  # training's, not split's
+    sets = ["data.synthetic.image_size=48", "split.seed=7", "tasks.pits_left.focal_gamma=2"]
+    changed = load_params(paths.root / "params.yaml", sets)
+    for name in ("train", "tune", "baselines", "augment"):
+        with pytest.raises(DataError) as err:
+            stage(name).call(changed, paths)
+        assert str(err.value) == (
+            f"{paths.splits_dir} was made with data.synthetic.image_size=32 (params: 48), "
+            "split.seed=42 (params: 7); run `mtlflow split` (or `dvc repro`)"
+        )
+    check_split_current(load_params(paths.root / "params.yaml", sets[2:]), paths)

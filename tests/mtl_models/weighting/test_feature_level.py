@@ -3,7 +3,6 @@ the parameter path's single Gramian against torchjd's own, and training in that 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torchjd.aggregation import GramianWeightedAggregator
@@ -11,12 +10,8 @@ from torchjd.autojac import jac_to_grad, mtl_backward
 
 from mtl_models.nn.architectures import ARCHITECTURES
 from mtl_models.nn.model import ModelSpec, build_model
-from mtl_models.tasks import TaskSpec
-from mtl_models.train.loaders import MultiTaskImageDataset, make_loader
-from mtl_models.train.trainer import Trainer
 from mtl_models.weighting import WEIGHTINGS, build_weighting
-from tests.mtl_models.weighting.test_weighting import MIXED, MIXED_LABELS, MIXED_NAMES
-from tests.toy_data import bright_left_images
+from tests.mtl_models.weighting.test_weighting import MIXED, MIXED_LABELS, MIXED_NAMES, train_toy
 
 FEATURE_LEVEL = [
     name
@@ -133,28 +128,10 @@ def test_the_parameter_path_forms_one_gramian_and_matches_torchjd(name: str) -> 
         torch.testing.assert_close(g, p.grad, rtol=1e-9, atol=1e-12)
 
 
-BRIGHT_LEFT = (TaskSpec("bright", "binary"), TaskSpec("left", "binary"))
-
-
 @pytest.mark.parametrize("name", FEATURE_LEVEL)
 def test_every_supported_aggregator_trains_the_toy_at_feature_level(name: str) -> None:
     torch.manual_seed(0)
-    train = make_loader(MultiTaskImageDataset(*bright_left_images(128, 1)), 16, shuffle=True)
-    val = make_loader(MultiTaskImageDataset(*bright_left_images(16, 2)), 16, shuffle=False)
-    spec = ModelSpec(
-        tasks=BRIGHT_LEFT,
-        backbone_args={"width": 4, "depth": 2, "pool_size": 2},
-        shared_depth=1,
-        head_hidden=8,
-        image_size=8,
-    )
-    names = [t.name for t in BRIGHT_LEFT]
-    method = build_weighting(name, names, level="features")
-    history = Trainer(build_model(spec), method, epochs=3, lr=2e-2).fit(train, val).history
-    first, last = history[0].task_losses, history[-1].task_losses
-    assert np.mean(list(last.values())) < 0.5 * np.mean(list(first.values())), (first, last)
-    for task in names:
-        assert last[task] < first[task], (task, first, last)
+    history = train_toy(name, level="features")
     assert history[-1].weights and history[-1].gradient_cosine is not None
 
 

@@ -64,6 +64,9 @@ class RequestRefused(MlflowException):
         self.reason = reason
 
 
+_CONVERSION = re.compile(
+    r"Failed to convert column (?P<column>.+?) to type '(?P<type>[^']+)'\.\s*$"
+)
 _PATH = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][\w.@+-]+){2,}[/\\]?")
 
 
@@ -79,7 +82,12 @@ def public_message(exc: MlflowException) -> str:
         reason = f"request body is not UTF-8 (byte {cause.start}: {cause.reason})"
     elif reason is None:
         # MLflow nests "Failed to predict data '<the request>'. Error: ... Error: <reason>"
-        reason = exc.message.rsplit("Error: ", 1)[-1].strip().strip("'")
+        head, _, last = exc.message.rpartition("Error: ")
+        reason = last.strip().strip("'")
+        # a value the signature cannot take: the column is named just before the reason
+        column = _CONVERSION.search(head)
+        if column:
+            reason = f"column {column['column']}: expected {column['type']}, {reason}"
     line = " ".join(_PATH.sub("<path>", str(reason)).split())
     return line if len(line) <= MESSAGE_CHARS else line[: MESSAGE_CHARS - 3] + "..."
 

@@ -179,3 +179,15 @@ def test_connections_of_a_uvicorn_worker_socket_get_no_delay() -> None:
             with accepted:
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         assert client.fileno() == -1 and listener.fileno() != -1  # nothing of ours closed
+
+
+def test_a_value_the_signature_cannot_take_names_its_column() -> None:
+    """MLflow's own conversion error ends in the bare ValueError: the column comes along."""
+    wrapped = mlflow.exceptions.MlflowException(
+        "Failed to predict data '   flipper_length_mm\n0  long'. Error: Invalid input. Data is "
+        "not compatible with model signature. Failed to convert column flipper_length_mm to "
+        "type 'float64'. Error: 'ValueError(\"could not convert string to float: 'long'\")'"
+    )
+    message = public_message(wrapped)
+    assert message.startswith("column flipper_length_mm: expected float64, ValueError(")
+    assert "0  long'" not in message  # the request is not echoed

@@ -84,6 +84,11 @@ class ProjectPaths:
         """The state of an unfinished ``train`` (no stage's output: deleted when it ends)."""
         return self.root / ".mtlflow" / "train-checkpoint.pt"
 
+    @property
+    def flow_lock(self) -> Path:
+        """Held by the Prefect flow run working in this project copy (its files are shared)."""
+        return self.root / ".mtlflow" / "flow.lock"
+
 
 def sqlite_lock(url: str) -> AbstractContextManager[Any]:
     """A lock file beside a ``sqlite:///`` database, for work that two processes must not do

@@ -17,8 +17,10 @@ import yaml
 from pipelines.errors import MtlflowError
 
 POOL_TYPE = "process"
-# The flow runs of one project share its files (data/, models/, reports/): one at a time.
-POOL_CONCURRENCY = 1
+# No limit on the pool: several workers, each in its own project copy, run flow runs at once
+# (a shared study). Runs that share a copy's files are serialised by the flows' project lock,
+# and `--limit 1` keeps each worker to one at a time.
+WORKER = "prefect worker start --pool {pool} --limit 1"
 
 
 def deployment_pools(prefect_yaml: Path) -> dict[str, list[str]]:
@@ -66,9 +68,10 @@ def api_url() -> str:
     return url
 
 
-def ensure_pool(name: str) -> bool:
-    """Create process work pool ``name`` (one flow run at a time) unless it exists; True if
-    created. An existing pool of another type is an error: its worker could not run these."""
+def ensure_pool(name: str) -> tuple[bool, int | None]:
+    """Create process work pool ``name`` unless it exists; whether it was created, and its
+    concurrency limit. An existing pool of another type is an error: its worker could not run
+    these."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectNotFound
@@ -77,13 +80,11 @@ def ensure_pool(name: str) -> bool:
         try:
             pool = client.read_work_pool(name)
         except ObjectNotFound:
-            client.create_work_pool(
-                WorkPoolCreate(name=name, type=POOL_TYPE, concurrency_limit=POOL_CONCURRENCY)
-            )
-            return True
+            client.create_work_pool(WorkPoolCreate(name=name, type=POOL_TYPE))
+            return True, None
     if pool.type != POOL_TYPE:
         raise MtlflowError(f"work pool {name!r} is of type {pool.type!r}; expected {POOL_TYPE!r}")
-    return False
+    return False, pool.concurrency_limit
 
 
 def deploy_project(root: Path, names: Sequence[str] = ()) -> list[str]:
@@ -93,9 +94,14 @@ def deploy_project(root: Path, names: Sequence[str] = ()) -> list[str]:
     url = api_url()
     print(f"deploy: Prefect API {url}")
     for pool in pools:
-        created = ensure_pool(pool)
+        created, limit = ensure_pool(pool)
         state = "created" if created else "exists"
         print(f"deploy: work pool {pool!r} ({POOL_TYPE}) {state}: {', '.join(pools[pool])}")
+        if limit is not None:
+            print(
+                f"deploy: work pool {pool!r} runs at most {limit} flow run(s) at once, across "
+                f"all its workers (`prefect work-pool clear-concurrency-limit {pool}` lifts it)"
+            )
     selection = [arg for name in names for arg in ("--name", name)] or ["--all"]
     command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", *selection]
     result = subprocess.run(command, cwd=root, check=False)
@@ -104,7 +110,10 @@ def deploy_project(root: Path, names: Sequence[str] = ()) -> list[str]:
     used = sorted(pools)
     print("\nStart a worker in this directory (it runs one flow run at a time):")
     for pool in used:
-        print(f"  prefect worker start --pool {pool}")
+        print(f"  {WORKER.format(pool=pool)}")
+    print("or, on another machine, in a clone of this commit (README 'Scale out'):")
+    for pool in used:
+        print(f"  MTLFLOW_PROJECT_DIR=/path/to/clone {WORKER.format(pool=pool)}")
     print("Then trigger a run, e.g.:")
     print("  prefect deployment run 'mtl-pipeline/default' --watch")
     return used

@@ -114,7 +114,7 @@ def _stage_error(lines: list[str]) -> str | None:
     return None
 
 
-def _dvc(args: list[str], root: Path, log: Callable[[str], None]) -> tuple[int, list[str]]:
+def run_dvc(args: list[str], root: Path, log: Callable[[str], None]) -> tuple[int, list[str]]:
     """Run ``dvc ARGS`` in ``root``; each output line goes to ``log`` as it comes. Returns the
     exit code and the last lines."""
     venv_bin = str(Path(sys.executable).parent)  # the stage commands are `mtlflow <stage>`
@@ -152,13 +152,13 @@ def dvc_repro(stage: str, root: Path, log: Callable[[str], None] = print) -> Non
     failed flow run leaves the data as it found it. Raises ``DataStageError`` with the stage's
     error, or ``DvcLockedError`` when another DVC process holds the repository.
     """
-    code, output = _dvc(["repro", stage], root, log)
+    code, output = run_dvc(["repro", stage], root, log)
     if code == 0:
         return
     if any("Unable to acquire lock" in line for line in output):
         raise DvcLockedError(f"`dvc repro {stage}`: another DVC process holds {root}")
     detail = _stage_error(output) or "\n".join(output[-10:])
-    restored, _ = _dvc(["checkout", "--quiet", stage], root, log)
+    restored, _ = run_dvc(["checkout", "--quiet", stage], root, log)
     note = (
         f"the outputs of its last successful run are checked out again (dvc checkout {stage})"
         if restored == 0

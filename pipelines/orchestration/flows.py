@@ -200,6 +200,7 @@ def _run(
     from pipelines.files import ProjectPaths
     from pipelines.orchestration.dvc import locked_md5
     from pipelines.orchestration.flow_tracking import flow_run_in_mlflow, flow_run_tags
+    from pipelines.orchestration.project_copy import project_lock
     from pipelines.orchestration.reports import RunLinks
     from pipelines.stages import DATA_STAGES
 
@@ -211,44 +212,48 @@ def _run(
     shown = " ".join(override_strings(overrides)) or "no overrides"
     logger.info(f"{flow_name}: {root}, {params_file} with {shown}; stages {', '.join(steps)}")
 
-    for stage in DATA_STAGES:
-        reproduce(stage, str(root))
-    splits_md5 = locked_md5(root, "split", SPLITS_OUT)
-    logger.info(f"split: {SPLITS_OUT} md5 {splits_md5} (dvc.lock)")
+    with project_lock(root, logger.info):  # runs sharing this copy's files wait
+        for stage in DATA_STAGES:
+            reproduce(stage, str(root))
+        splits_md5 = locked_md5(root, "split", SPLITS_OUT)
+        logger.info(f"split: {SPLITS_OUT} md5 {splits_md5} (dvc.lock)")
 
-    tags = flow_run_tags(flow_name, params_file, overrides)
-    tags |= {"dvc.splits.md5": splits_md5, "dvc.raw.md5": locked_md5(root, "prepare", "data/raw")}
-    summary: dict[str, Any] = {"splits_md5": splits_md5}
-    tuned = None
-    with flow_run_in_mlflow(params, root, f"{flow_name}/{flow_run.name}", tags) as run:
-        run_id = run.info.run_id
-        summary["mlflow_run_id"] = run_id
-        ctx = FlowContext(params, ProjectPaths(root), run_id, frozenset(overrides))
-        if "tune" in steps:
-            tuned = tune_stage(quote(ctx))
-            summary["best_trial"] = tuned.get("trial")
-        if "baselines" in steps:
-            baselines_stage(quote(ctx))
-        if "train" in steps:
-            train_stage(quote(ctx))
-            metrics = evaluate_stage(quote(ctx))
-            decision = register_stage(quote(ctx))
-            summary |= {
-                "mean_test_score": metrics["summary"]["mean_score"],
-                "model_version": decision["version"],
-                "promoted": decision["promoted"],
-            }
-    links = RunLinks(
-        flow_run=str(flow_run.name),
-        mlflow_run_id=run_id,
-        mlflow_run_url=tracking.run_url(params, run_id, host=ui),
-        splits_md5=splits_md5,
-        params_file=params_file,
-        overrides=dict(overrides),
-    )
-    publish_reports(quote(ctx), quote(links), ui, quote(tuned), "train" in steps)
-    logger.info(f"{flow_name}: done; MLflow run {links.mlflow_run_url}")
-    return summary
+        tags = flow_run_tags(flow_name, params_file, overrides)
+        tags |= {
+            "dvc.splits.md5": splits_md5,
+            "dvc.raw.md5": locked_md5(root, "prepare", "data/raw"),
+        }
+        summary: dict[str, Any] = {"splits_md5": splits_md5}
+        tuned = None
+        with flow_run_in_mlflow(params, root, f"{flow_name}/{flow_run.name}", tags) as run:
+            run_id = run.info.run_id
+            summary["mlflow_run_id"] = run_id
+            ctx = FlowContext(params, ProjectPaths(root), run_id, frozenset(overrides))
+            if "tune" in steps:
+                tuned = tune_stage(quote(ctx))
+                summary["best_trial"] = tuned.get("trial")
+            if "baselines" in steps:
+                baselines_stage(quote(ctx))
+            if "train" in steps:
+                train_stage(quote(ctx))
+                metrics = evaluate_stage(quote(ctx))
+                decision = register_stage(quote(ctx))
+                summary |= {
+                    "mean_test_score": metrics["summary"]["mean_score"],
+                    "model_version": decision["version"],
+                    "promoted": decision["promoted"],
+                }
+        links = RunLinks(
+            flow_run=str(flow_run.name),
+            mlflow_run_id=run_id,
+            mlflow_run_url=tracking.run_url(params, run_id, host=ui),
+            splits_md5=splits_md5,
+            params_file=params_file,
+            overrides=dict(overrides),
+        )
+        publish_reports(quote(ctx), quote(links), ui, quote(tuned), "train" in steps)
+        logger.info(f"{flow_name}: done; MLflow run {links.mlflow_run_url}")
+        return summary
 
 
 @flow(name="mtl-pipeline", log_prints=True)

@@ -6,16 +6,19 @@ step across all workers: ``CappedStorage.create_new_trial`` takes a lock the stu
 provides (a PostgreSQL advisory lock, MySQL's ``GET_LOCK``, a file lock beside a SQLite
 file), counts the trials that hold a slot (every state but FAIL: a queued or running trial
 holds one; a failed one gives its slot to its retry) and refuses past the cap with
-``StudyFull``, which ends that worker's ``optimize``.
+``StudyFull``, which ends that worker's ``optimize``. ``enqueue_once`` queues params.yaml's
+own values under the same lock, so workers starting together queue them once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
@@ -35,6 +38,13 @@ class CappedStorage(RDBStorage):
     def __init__(self, url: str, *, cap: int, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
         self.url, self.cap = url, cap
+        self._holding = threading.local()  # the study whose lock this thread holds
+
+    def enqueue_once(self, study: optuna.Study, values: dict[str, Any]) -> None:
+        """Queue a trial of ``values`` unless the study has one with them: the check and the
+        queueing are one step across workers (``StudyFull`` past the cap)."""
+        with self._slot_lock(self.get_study_id_from_name(study.study_name)):
+            study.enqueue_trial(values, skip_if_exists=True)
 
     # Optuna's cache in front of every study's storage (``_CachedStorage``) creates trials
     # through this private method, and the public ``create_new_trial`` does too.
@@ -49,6 +59,18 @@ class CappedStorage(RDBStorage):
 
     @contextmanager
     def _slot_lock(self, study_id: int) -> Iterator[None]:
+        if getattr(self._holding, "study", None) == study_id:  # re-entered: already held
+            yield
+            return
+        self._holding.study = study_id
+        try:
+            with self._database_lock(study_id):
+                yield
+        finally:
+            self._holding.study = None
+
+    @contextmanager
+    def _database_lock(self, study_id: int) -> Iterator[None]:
         dialect = self.engine.dialect.name
         key = int.from_bytes(hashlib.sha256(f"mtlflow-trials-{study_id}".encode()).digest()[:7])
         if dialect == "sqlite":

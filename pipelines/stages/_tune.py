@@ -56,8 +56,7 @@ def tune(params: Params, paths: ProjectPaths, project_run: str | None = None) ->
     resolve_augmentation(params)  # fails before any trial
     check_backbone(params, input_specs)
     storage = open_storage(params)
-    # Serialises creating the study and queueing trial 0 among local workers of a SQLite study
-    # (a server database's workers may race there: at worst trial 0 is queued twice).
+    # Serialises creating the study among local workers of a SQLite study.
     with sqlite_lock(cfg.storage):
         study = load_study(params, storage, seed=cfg.seed)
         trials = study.get_trials(deepcopy=False)
@@ -68,7 +67,7 @@ def tune(params: Params, paths: ProjectPaths, project_run: str | None = None) ->
             # params.yaml's own values are trial 0, so the search never returns worse than
             # them (values outside their entry's range are left to the sampler)
             with suppress(StudyFull):  # another worker took the last slot meanwhile
-                study.enqueue_trial(default_values(params), skip_if_exists=True)
+                storage.enqueue_once(study, default_values(params))
     remaining = cfg.n_trials - done
     print(
         f"tune: study {study.study_name} in {redact(cfg.storage)}: {done} finished trials, "

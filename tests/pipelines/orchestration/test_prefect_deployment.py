@@ -4,103 +4,41 @@ DVC project with tiny params. Every process the test starts is stopped at the en
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from pathlib import Path
 from uuid import UUID
 
 import mlflow
 import pytest
 
 from tests.conftest import REPO
-from tests.helpers import command_env, copy_project
-from tests.pipelines.prefect_support import flow_run_artifacts, flow_run_logs, read_flow_run
+from tests.helpers import copy_project
+from tests.pipelines.prefect_support import (
+    PREFECT,
+    background,
+    flow_run_artifacts,
+    flow_run_logs,
+    prefect_server,
+    read_flow_run,
+    tail,
+)
+from tests.pipelines.prefect_support import prefect_env as env_of
 
 pytestmark = pytest.mark.slow
 
-PREFECT = str(Path(sys.executable).parent / "prefect")
 OVERRIDES = '{"tune.enabled": false, "train.epochs": 1}'
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def tail(path: Path, chars: int = 3000) -> str:
-    return path.read_text(errors="replace")[-chars:] if path.is_file() else ""
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group, SIGKILL what is left of it after 20 s."""
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=20)
-    with suppress(ProcessLookupError):  # children that outlived the leader (a flow run)
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
-
-
-@contextmanager
-def background(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    """A process in its own group, its output in ``log``; stopped when the block ends."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=log.parent, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        yield proc
-    finally:
-        stop(proc)
-
-
-def wait_healthy(api: str, server: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"prefect server exited:\n{tail(log)}"
-        with suppress(OSError), urllib.request.urlopen(f"{api}/health", timeout=2) as reply:
-            if reply.status == 200:
-                return
-        time.sleep(0.5)
-    pytest.fail(f"prefect server not healthy after {timeout} s:\n{tail(log)}")
-
-
-@pytest.fixture
-def prefect_env(tmp_path: Path) -> dict[str, str]:
-    """The project's console scripts on PATH; a Prefect home and API of this test only."""
-    env = {k: v for k, v in command_env().items() if not k.startswith("PREFECT_")}
-    return env | {
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_WORKER_QUERY_SECONDS": "2",  # pick the run up soon after it is created
-    }
-
-
-def test_deployment_run_drives_the_pipeline_to_a_registered_model(tmp_path, prefect_env):
+def test_deployment_run_drives_the_pipeline_to_a_registered_model(tmp_path):
     project = copy_project(tmp_path / "project")
     for name in ("prefect.yaml", "prefect.toml"):
         shutil.copy2(REPO / name, project / name)
+    prefect_env = env_of(tmp_path / "prefect-home")
     api = prefect_env["PREFECT_API_URL"]
-    port = api.split(":")[-1].removesuffix("/api")
     logs = tmp_path / "logs"
 
-    server_cmd = [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", port]
-    with background(server_cmd, prefect_env, logs / "server.log") as server:
-        wait_healthy(api, server, logs / "server.log")
+    with prefect_server(prefect_env, logs) as server:
         deployed = subprocess.run(
             ["mtlflow", "deploy"], cwd=project, env=prefect_env,
             capture_output=True, text=True, timeout=300,

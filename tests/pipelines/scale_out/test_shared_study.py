@@ -98,3 +98,30 @@ def test_two_workers_share_a_postgresql_study_and_a_killed_trial_is_retried(tmp_
     assert retried.state in FINISHED and retried.params == lost.params, shown
     assert retried.user_attrs["worker"] == f"{socket.gethostname()}:{survivor.pid}", shown
     assert len(final) == N_TRIALS + 1, shown  # the n finished and the one failed: no extra
+
+
+def test_workers_starting_together_queue_the_default_values_once(tmp_path):
+    """Every `tune` queues params.yaml's values as a trial unless the study has them: eight
+    workers doing it at the same moment on PostgreSQL queue one trial, not several."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from pipelines.services.trial_cap import CappedStorage
+
+    workers = 8
+    with postgres_cluster() as pg:
+        study_url = create_database(pg, "optuna")
+        optuna.create_study(study_name="s", storage=study_url)
+        barrier = Barrier(workers)
+
+        def start_worker(_: int) -> None:
+            storage = CappedStorage(study_url, cap=4)  # each its own engine and connections
+            study = optuna.load_study(study_name="s", storage=storage)
+            barrier.wait()
+            storage.enqueue_once(study, {"train.lr": 0.001})
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(start_worker, range(workers)))
+        trials = optuna.load_study(study_name="s", storage=study_url).trials
+    assert [t.state for t in trials] == [TrialState.WAITING]
+    assert trials[0].system_attrs["fixed_params"] == {"train.lr": 0.001}

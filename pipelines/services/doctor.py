@@ -143,9 +143,8 @@ def check_study(params: Params) -> Check:
 
 
 def _connect_timeout(url: str) -> dict[str, object]:
-    if url.startswith(("postgresql", "postgres")):
-        return {"connect_timeout": int(TIMEOUT_S)}
-    if url.startswith("mysql"):
+    """The drivers of PostgreSQL (psycopg) and MySQL take the same ``connect_timeout``."""
+    if url.startswith(("postgresql", "postgres", "mysql", "mariadb")):
         return {"connect_timeout": int(TIMEOUT_S)}
     return {}
 

@@ -77,11 +77,11 @@ class CappedStorage(RDBStorage):
             with sqlite_lock(self.url):
                 yield
         elif dialect in ("postgresql", "mysql", "mariadb"):
-            take, give = {
-                "postgresql": ("select pg_advisory_lock(:k)", "select pg_advisory_unlock(:k)"),
-                "mysql": ("select get_lock(:k, 600)", "select release_lock(:k)"),
-                "mariadb": ("select get_lock(:k, 600)", "select release_lock(:k)"),
-            }[dialect]
+            take, give = (
+                ("select pg_advisory_lock(:k)", "select pg_advisory_unlock(:k)")
+                if dialect == "postgresql"
+                else ("select get_lock(:k, 600)", "select release_lock(:k)")  # MySQL, MariaDB
+            )
             with self.engine.connect() as connection:
                 connection.execute(sqlalchemy.text(take), {"k": key})
                 try:

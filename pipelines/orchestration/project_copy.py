@@ -130,8 +130,13 @@ def enter_project(directory: str, commit: str = "", dvc_lock: str = "") -> dict[
     flow in the returned ``directory``."""
     deployed = Path(directory).resolve()
     chosen = os.environ.get(PROJECT_DIR_ENV, "").strip()
+    where = f"{PROJECT_DIR_ENV}={chosen}" if chosen else f"{deployed} (where it was deployed from)"
+    if chosen and not Path(chosen).expanduser().is_absolute():  # flow runs start in a temp dir
+        raise MtlflowError(
+            f"{where}: not an absolute path; set it to the full path of the worker's clone "
+            f"(`{PROJECT_DIR_ENV}=$PWD prefect worker start ...` in the clone)"
+        )
     root = Path(chosen).expanduser().resolve() if chosen else deployed
-    where = f"{PROJECT_DIR_ENV}={chosen}" if chosen else f"{root} (where it was deployed from)"
     if not (root / "dvc.yaml").is_file():
         raise MtlflowError(
             f"{where}: no dvc.yaml there; point {PROJECT_DIR_ENV} at this worker's clone of "

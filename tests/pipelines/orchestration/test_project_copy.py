@@ -158,6 +158,9 @@ def test_a_project_dir_that_is_no_project_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv(PROJECT_DIR_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(MtlflowError, match=rf"^{PROJECT_DIR_ENV}=.*nowhere: no dvc.yaml there"):
         enter_project(str(tmp_path))
+    monkeypatch.setenv(PROJECT_DIR_ENV, ".")  # the flow run's own cwd is a temporary folder
+    with pytest.raises(MtlflowError, match=rf"^{PROJECT_DIR_ENV}=\.: not an absolute path"):
+        enter_project(str(tmp_path))
 
 
 def test_a_second_flow_run_in_one_copy_waits_for_the_first(tmp_path):

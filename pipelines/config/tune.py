@@ -94,11 +94,15 @@ class SamplerConfig(Section):
 
 
 class PrunerConfig(Section):
-    name: Literal["median", "successive_halving", "none"] = "median"
+    name: Literal["median", "successive_halving", "hyperband", "none"] = "median"
     n_startup_trials: int = Field(2, ge=0, description="trials run in full before pruning (median)")
     n_warmup_epochs: int = Field(2, ge=0, description="epochs of a trial never pruned (median)")
-    min_resource: int = Field(1, ge=1, description="epochs before the first rung (halving)")
-    reduction_factor: int = Field(3, ge=2, description="keep 1 in this many per rung (halving)")
+    min_resource: int = Field(
+        1, ge=1, description="epochs before the first rung (halving, hyperband)"
+    )
+    reduction_factor: int = Field(
+        3, ge=2, description="keep 1 in this many per rung (halving, hyperband)"
+    )
 
 
 # Sections a trial may change; data, split and tasks stay fixed so every trial is comparable.
@@ -122,3 +126,12 @@ class TuneConfig(Section):
     enqueue_defaults: bool = Field(True, description="trial 0 uses params.yaml's own values")
     search_space: dict[str, SearchEntry] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _hyperband_fits_the_budget(self) -> TuneConfig:
+        # Hyperband's brackets run from min_resource to the full budget of `epochs`
+        if self.pruner.name == "hyperband" and self.pruner.min_resource > self.epochs:
+            raise ValueError(
+                f"pruner.min_resource {self.pruner.min_resource} exceeds epochs {self.epochs}: "
+                "hyperband needs its first rung within a trial's budget"
+            )
+        return self

@@ -97,6 +97,13 @@ def make_pruner(params: Params) -> optuna.pruners.BasePruner:
         return optuna.pruners.SuccessiveHalvingPruner(
             min_resource=cfg.min_resource, reduction_factor=cfg.reduction_factor
         )
+    if cfg.name == "hyperband":
+        # brackets of successive halving from min_resource up to the trial's full budget
+        return optuna.pruners.HyperbandPruner(
+            min_resource=cfg.min_resource,
+            max_resource=params.tune.epochs,
+            reduction_factor=cfg.reduction_factor,
+        )
     return optuna.pruners.NopPruner()
 
 

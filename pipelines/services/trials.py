@@ -54,13 +54,17 @@ def sample(trial: optuna.Trial, space: Mapping[str, SearchEntry], base: dict[str
 
 class PruneOnScore(Callback):
     """Reports each epoch's mean validation score to Optuna; raises ``TrialPruned`` when the
-    pruner says the trial cannot catch up."""
+    pruner says the trial cannot catch up. Not after the last of its ``epochs``: the trial's
+    cost is spent by then, so it completes with its score (a rung of successive halving or
+    Hyperband can fall on that epoch)."""
 
-    def __init__(self, trial: optuna.Trial):
-        self.trial = trial
+    def __init__(self, trial: optuna.Trial, epochs: int | None = None):
+        self.trial, self.epochs = trial, epochs
 
     def on_epoch_end(self, log: EpochLog) -> None:
         self.trial.report(log.val_score, log.epoch)
+        if self.epochs is not None and log.epoch >= self.epochs:
+            return
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {log.epoch}")
 
@@ -101,7 +105,7 @@ class Objective:
         policy = resolve_augmentation(params)
         callbacks: list[Callback] = [tracking.MlflowEpochLogger()]
         if not self.multi:  # Optuna prunes single-objective studies only
-            callbacks.append(PruneOnScore(trial))
+            callbacks.append(PruneOnScore(trial, params.train.epochs))
         parent = mlflow.active_run()
         run = mlflow.start_run(
             run_name=f"trial-{trial.number}",

@@ -799,6 +799,17 @@ def test_prune_on_score_reports_and_prunes_below_the_threshold():
     assert study.trials[0].intermediate_values == {1: 0.5}
 
 
+def test_prune_on_score_never_prunes_after_the_last_epoch():
+    # the trial has trained in full by then: it completes with its score, not as pruned
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(lower=2.0))
+    trial = study.ask()
+    callback = PruneOnScore(trial, epochs=2)
+    with pytest.raises(optuna.TrialPruned, match="epoch 1"):
+        callback.on_epoch_end(epoch_log(1, 0.5))
+    callback.on_epoch_end(epoch_log(2, 0.5))
+    assert study.trials[0].intermediate_values == {1: 0.5, 2: 0.5}
+
+
 def test_prune_on_score_lets_a_good_trial_continue():
     study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(lower=0.0))
     trial = study.ask()

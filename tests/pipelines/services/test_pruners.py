@@ -1,0 +1,84 @@
+"""``tune.pruner``: each name builds its Optuna pruner with the configured settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from pipelines.config import Params, parse_params
+from pipelines.errors import ConfigError
+from pipelines.services.study import make_pruner
+from tests.conftest import REPO
+
+
+def tune_params(pruner: dict[str, Any], epochs: int = 9) -> Params:
+    """The shipped params.yaml with ``tune.pruner`` and ``tune.epochs`` replaced."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["tune"] |= {"pruner": pruner, "epochs": epochs}
+    return parse_params(raw, "params.yaml")
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("median", optuna.pruners.MedianPruner),
+        ("successive_halving", optuna.pruners.SuccessiveHalvingPruner),
+        ("hyperband", optuna.pruners.HyperbandPruner),
+        ("none", optuna.pruners.NopPruner),
+    ],
+)
+def test_each_pruner_name_builds_its_pruner(name, kind):
+    assert isinstance(make_pruner(tune_params({"name": name})), kind)
+
+
+def test_hyperband_runs_from_min_resource_to_the_trial_budget():
+    pruner = make_pruner(
+        tune_params({"name": "hyperband", "min_resource": 2, "reduction_factor": 4}, epochs=16)
+    )
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
+    # not "auto": the budget is known, so the first trials are bracketed from the start
+    assert (pruner._min_resource, pruner._max_resource, pruner._reduction_factor) == (2, 16, 4)
+
+
+def test_hyperband_prunes_trials_that_fall_behind():
+    epochs = 9
+    params = tune_params({"name": "hyperband", "min_resource": 1}, epochs=epochs)
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        pruner=make_pruner(params),
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        quality = 1.0 / (1 + trial.number)  # each trial worse than the ones before
+        for epoch in range(1, epochs + 1):
+            trial.report(quality * epoch / epochs, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return quality
+
+    study.optimize(objective, n_trials=30)
+    pruned = [t for t in study.trials if t.state is TrialState.PRUNED]
+    # cut short in the early brackets (the last bracket's only rung is the last epoch)
+    assert any(t.last_step < epochs for t in pruned)
+    assert study.best_trial.number == 0
+
+
+def test_hyperband_min_resource_beyond_the_budget_is_rejected():
+    with pytest.raises(ConfigError, match="min_resource 5 exceeds epochs 4"):
+        tune_params({"name": "hyperband", "min_resource": 5}, epochs=4)
+
+
+def test_successive_halving_min_resource_is_not_bound_to_the_budget():
+    # unchanged behaviour: halving with a first rung past the budget simply never prunes
+    params = tune_params({"name": "successive_halving", "min_resource": 5}, epochs=4)
+    assert params.tune.pruner.min_resource == 5
+
+
+def test_unknown_pruner_is_rejected():
+    with pytest.raises(ConfigError, match="pruner"):
+        tune_params({"name": "asha"})

@@ -54,6 +54,17 @@ def _git(root: Path, *args: str) -> str | None:
     return done.stdout.rstrip() if done.returncode == 0 else None
 
 
+def _changed(root: Path) -> str:
+    """The pinned files with changes git has not committed, comma-separated ("" if none)."""
+    status = _git(root, "status", "--porcelain", "--", *PINNED_FILES) or ""
+    return ", ".join(line[3:] for line in status.splitlines())
+
+
+def _lock_hash(root: Path) -> str:
+    """Git's hash of ``dvc.lock`` as it is on disk ("" without one)."""
+    return (_git(root, "hash-object", "dvc.lock") or "") if (root / "dvc.lock").is_file() else ""
+
+
 def pin_project(directory: str | None = None) -> dict[str, str]:
     """Build step: the project being deployed, its commit and its ``dvc.lock``'s git hash.
 
@@ -63,16 +74,13 @@ def pin_project(directory: str | None = None) -> dict[str, str]:
     """
     root = Path(directory or Path.cwd()).resolve()
     commit = _git(root, "rev-parse", "HEAD") or ""
-    lock = _git(root, "hash-object", "dvc.lock") if (root / "dvc.lock").is_file() else None
-    if commit:
-        changed = _git(root, "status", "--porcelain", "--", *PINNED_FILES)
-        if changed:
-            names = ", ".join(line[3:] for line in changed.splitlines())
-            _say(
-                f"deploy: {names} not committed: workers in other project copies run commit "
-                f"{commit[:12]}, without these changes; commit them and deploy again"
-            )
-    return {"directory": str(root), "commit": commit, "dvc_lock": lock or ""}
+    names = _changed(root) if commit else ""
+    if names:
+        _say(
+            f"deploy: {names} not committed: workers in other project copies run commit "
+            f"{commit[:12]}, without these changes; commit them and deploy again"
+        )
+    return {"directory": str(root), "commit": commit, "dvc_lock": _lock_hash(root)}
 
 
 def _check_copy(root: Path, where: str, deployed: Path, commit: str, dvc_lock: str) -> None:
@@ -93,15 +101,13 @@ def _check_copy(root: Path, where: str, deployed: Path, commit: str, dvc_lock: s
             f"{where}: at commit {head[:12]}, but the deployment runs {commit[:12]}; "
             f"`git -C {root} fetch && git -C {root} checkout {commit}`, or deploy again"
         )
-    changed = _git(root, "status", "--porcelain", "--", *PINNED_FILES)
-    if changed:
-        names = ", ".join(line[3:] for line in changed.splitlines())
+    names = _changed(root)
+    if names:
         raise MtlflowError(
             f"{where}: {names} changed since commit {commit[:12]}; `git -C {root} checkout "
             f"-- {' '.join(PINNED_FILES)}` to run what was deployed"
         )
-    lock = _git(root, "hash-object", "dvc.lock") if (root / "dvc.lock").is_file() else ""
-    if dvc_lock and lock != dvc_lock:
+    if dvc_lock and _lock_hash(root) != dvc_lock:
         raise MtlflowError(
             f"{where}: dvc.lock differs from the one deployed from {deployed} (not committed "
             "there?); commit it there, `git pull` here, and deploy again"

@@ -7,14 +7,15 @@ provides (a PostgreSQL advisory lock, MySQL's ``GET_LOCK``, a file lock beside a
 file), counts the trials that hold a slot (every state but FAIL: a queued or running trial
 holds one; a failed one gives its slot to its retry) and refuses past the cap with
 ``StudyFull``, which ends that worker's ``optimize``. ``enqueue_once`` queues params.yaml's
-own values under the same lock, so workers starting together queue them once.
+own values under the same lock, so workers starting together queue them once, and a worker
+takes a queued trial under it, so no two workers take the same one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -57,6 +58,16 @@ class CappedStorage(RDBStorage):
                 raise StudyFull(f"the study holds its {self.cap} trials")
             return super()._create_new_trial(study_id, template_trial)
 
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        """Taking a queued trial (WAITING to RUNNING) happens under the lock too: SQLite
+        ignores the row lock Optuna asks for, so two workers could both take one trial."""
+        if state != TrialState.RUNNING:
+            return super().set_trial_state_values(trial_id, state, values)
+        with self._database_lock(f"mtlflow-trial-{trial_id}"):  # a lock on that one trial
+            return super().set_trial_state_values(trial_id, state, values)
+
     @contextmanager
     def _slot_lock(self, study_id: int) -> Iterator[None]:
         if getattr(self._holding, "study", None) == study_id:  # re-entered: already held
@@ -64,15 +75,15 @@ class CappedStorage(RDBStorage):
             return
         self._holding.study = study_id
         try:
-            with self._database_lock(study_id):
+            with self._database_lock(f"mtlflow-trials-{study_id}"):
                 yield
         finally:
             self._holding.study = None
 
     @contextmanager
-    def _database_lock(self, study_id: int) -> Iterator[None]:
+    def _database_lock(self, name: str) -> Iterator[None]:
         dialect = self.engine.dialect.name
-        key = int.from_bytes(hashlib.sha256(f"mtlflow-trials-{study_id}".encode()).digest()[:7])
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:7])
         if dialect == "sqlite":
             with sqlite_lock(self.url):
                 yield

@@ -44,3 +44,36 @@ def test_a_failed_trial_gives_its_slot_and_none_is_created_past_the_cap(tmp_path
         study.ask()
     with pytest.raises(StudyFull):
         storage.enqueue_once(study, {"x": 0.5})
+
+
+def _pop_all(url: str, start: float) -> list[int]:
+    """In a process of its own: take queued trials until none is left (as ``ask`` does)."""
+    import time
+
+    study = optuna.load_study(study_name="s", storage=CappedStorage(url, cap=40))
+    while time.time() < start:  # start together, so all read the same queue
+        time.sleep(0.001)
+    taken = []
+    while True:
+        try:
+            trial = study.ask()  # the queued trials fill the cap: none is created
+        except StudyFull:
+            return taken
+        taken.append(trial.number)
+        study.tell(trial, 0.0)
+
+
+def test_processes_taking_queued_trials_take_each_one_once(tmp_path):
+    # SQLite ignores SELECT ... FOR UPDATE: without the lock, two processes both read a trial
+    # as WAITING and both run it, and the second one's tell fails on a COMPLETE trial
+    import multiprocessing
+    import time
+
+    storage, study = capped_study(tmp_path, cap=40)
+    for x in range(40):
+        study.enqueue_trial({"x": float(x)})
+    start = time.time() + 2
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        taken = pool.starmap(_pop_all, [(storage.url, start)] * 3)
+    numbers = sorted(n for t in taken for n in t)
+    assert numbers == list(range(40)), taken

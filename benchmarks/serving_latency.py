@@ -6,6 +6,11 @@ the project's MLflow store):
     python benchmarks/serving_latency.py                       # 1,000 requests per setting
     python benchmarks/serving_latency.py --workers 2 --threads 1 --skip-pyfunc
     python benchmarks/serving_latency.py --breakdown           # where a request's CPU goes
+    python benchmarks/serving_latency.py --model models:/m-<id> --skip-pyfunc  # another model
+    python benchmarks/serving_latency.py --per-image           # the network, batched, no HTTP
+
+``--model`` serves any logged model instead of the champion: log the same checkpoint with two
+versions of the serving code (a ``git worktree`` of each on ``PYTHONPATH``) to compare them.
 
 1. pyfunc `predict` on 1 and 64 test images (base64 PNG rows, as a client sends them):
    median and p99 latency.
@@ -127,6 +132,50 @@ def cpu_breakdown(model_uri: str, rows: list[dict[str, str]], n: int) -> None:
             setattr(module, attr, original)
 
 
+PER_IMAGE = """
+import sys, time
+import mlflow, numpy as np, torch
+torch.set_num_threads(1)
+mlflow.set_tracking_uri(sys.argv[2])
+predictor = mlflow.pyfunc.load_model(sys.argv[1]).unwrap_python_model().predictor
+images, repeats, cells = np.load(sys.argv[3]), int(sys.argv[4]), []
+for batch in (1, 4, 8):
+    inputs = {"image": images[:batch]}
+    for _ in range(10):
+        predictor.predict_columns(inputs)
+    start = time.process_time()
+    for _ in range(repeats):
+        predictor.predict_columns(inputs)
+    cells.append(f"{(time.process_time() - start) / repeats / batch * 1e3:.2f}")
+print(f"| {' | '.join(cells)} |")
+"""
+
+
+def per_image(model_uri: str, uri: str, images: np.ndarray, repeats: int) -> None:
+    """The model's own ``predict_columns`` (decoded images in, per-task columns out) on one
+    torch thread: CPU ms per image at batch 1, 4 and 8, the batches the server forms. It runs
+    in a fresh process outside the project: there the model imports the copy of our code it
+    was logged with (here this checkout's, imported above, would stand in for it)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = f"sqlite:///{Path.cwd() / uri.removeprefix('sqlite:///')}"  # from another folder
+    with tempfile.TemporaryDirectory() as scratch:
+        np.save(Path(scratch) / "images.npy", images[:8])
+        args = [model_uri, uri, str(Path(scratch) / "images.npy"), str(repeats)]
+        result = subprocess.run(
+            [sys.executable, "-c", PER_IMAGE, *args],
+            cwd=scratch,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    print("| CPU ms per image, batch 1 | 4 | 8 |\n|---:|---:|---:|")
+    print(result.stdout.strip().splitlines()[-1])
+
+
 def load(url: str, cases: list[Case], n: int, concurrency: int) -> tuple[list[float], float]:
     """``n`` requests from ``concurrency`` threads, each on its own connection; every answer
     must be 200. Latencies and wall seconds."""
@@ -189,13 +238,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the server")
     parser.add_argument("--skip-pyfunc", action="store_true", help="only the HTTP part")
     parser.add_argument("--breakdown", action="store_true", help="only the CPU breakdown")
+    parser.add_argument("--model", help="a model URI to serve instead of the champion")
+    parser.add_argument("--per-image", action="store_true", help="only CPU per image, batched")
     args = parser.parse_args()
     model, uri, images = project_model(Path.cwd())
+    model = args.model or model
     images = images[:64]
     mlflow.set_tracking_uri(uri)
     print(f"{model}, {images.shape[1]}px images, torch threads here: {torch.get_num_threads()}")
     if args.breakdown:
         cpu_breakdown(model, [{"image": encode_png(img)} for img in images], args.requests)
+        return
+    if args.per_image:
+        per_image(model, uri, images, max(args.repeats, 150))
         return
     if not args.skip_pyfunc:
         pyfunc_latency(model, [{"image": encode_png(img)} for img in images], args.repeats)

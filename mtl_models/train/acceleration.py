@@ -96,8 +96,8 @@ class Acceleration:
     ) -> Acceleration:
         """The options a setting asks for on ``device``: ``auto`` means bf16 autocast and
         channels-last images where the hardware computes in bf16 (``bf16_native``; on a CPU,
-        for models that read images), plain fp32 elsewhere (``precision``: auto, fp32, bf16; channels-last only where the model
-        reads ``images``)."""
+        for models that read images), plain fp32 elsewhere (``precision``: auto, fp32, bf16;
+        channels-last only where the model reads ``images``)."""
         # measured on convolutions over images; a small MLP on a table gains nothing on a CPU
         native = bf16_native(device) and (device.type == "cuda" or images)
         bf16 = precision == "bf16" or (precision == "auto" and native)

@@ -8,10 +8,11 @@ channels-last, the layout oneDNN's CPU convolutions and pooling run fastest on. 
 by float rounding only (about 1e-5 on logits); the trained model is left as it was.
 
 Measured on 2 CPU cores, one torch thread, the default tuned model (64 px, 9 branches), from
-decoded images to per-task columns: 2.8-3.3 ms per image in batches of 8 against 3.5-3.6
-for the trained model, 5.4-6.5 ms for a lone image against 6.3-8.1 (benchmarks/README.md,
-"Serving latency"). Images decoded from requests already arrive channels-last (HWC arrays
-permuted), so most of that is the folding.
+decoded images to per-task columns: 2.73-2.75 ms per image in batches of 8 against 3.43-3.82
+for the trained model; about 5% less at batch 1 and 4 (benchmarks/README.md, "Serving
+latency", `--per-image`). Images decoded from requests already arrive channels-last (HWC
+arrays permuted), so most of that is the folding. Feed it ``channels_last`` inputs
+(``mtl_models.train.loaders``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import itertools
 from typing import TypeVar
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 M = TypeVar("M", bound=nn.Module)
@@ -35,14 +36,6 @@ def for_inference(model: M) -> M:
         if isinstance(module, nn.Sequential):
             _fold_batch_norms(module)
     return fast.to(memory_format=torch.channels_last)
-
-
-def channels_last(inputs: Tensor | dict[str, Tensor]) -> Tensor | dict[str, Tensor]:
-    """Image batches (4-D) in the channels-last layout ``for_inference``'s model expects;
-    other inputs unchanged."""
-    if isinstance(inputs, Tensor):
-        return inputs.contiguous(memory_format=torch.channels_last) if inputs.ndim == 4 else inputs
-    return {name: channels_last(t) for name, t in inputs.items()}  # type: ignore[misc]
 
 
 def _fold_batch_norms(sequence: nn.Sequential) -> None:

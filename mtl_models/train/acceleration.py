@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from mtl_models.nn.model import MultiTaskModel
-from mtl_models.train.loaders import Inputs
+from mtl_models.train.loaders import Inputs, channels_last
 
 Forward = Callable[[Inputs], tuple[dict[str, Tensor], Tensor]]
 
@@ -167,10 +167,4 @@ class Acceleration:
 
     def layout(self, inputs: Inputs) -> Inputs:
         """Image batches (4-D) in channels-last layout when asked; anything else as it is."""
-        if not self.channels_last:
-            return inputs
-
-        def one(t: Tensor) -> Tensor:
-            return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
-
-        return one(inputs) if isinstance(inputs, Tensor) else {k: one(v) for k, v in inputs.items()}
+        return channels_last(inputs) if self.channels_last else inputs

@@ -121,6 +121,15 @@ def to_device(inputs: Inputs, device: torch.device) -> Inputs:
     return {name: t.to(device, non_blocking=True) for name, t in inputs.items()}
 
 
+def channels_last(inputs: Inputs) -> Inputs:
+    """Image batches (4-D) in the channels-last layout; other inputs as they are."""
+
+    def one(t: Tensor) -> Tensor:
+        return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+    return one(inputs) if isinstance(inputs, Tensor) else {k: one(v) for k, v in inputs.items()}
+
+
 def head_of(inputs: Inputs, n: int | None) -> Inputs:
     """The first ``n`` samples of a batch (all for None)."""
     if isinstance(inputs, Tensor):

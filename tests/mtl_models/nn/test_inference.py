@@ -15,9 +15,10 @@ from mtl_models.inputs.features import FeatureInput
 from mtl_models.inputs.signal import SignalInput
 from mtl_models.nn.architectures import ARCHITECTURES
 from mtl_models.nn.backbones import BACKBONES
-from mtl_models.nn.inference import channels_last, for_inference
+from mtl_models.nn.inference import for_inference
 from mtl_models.nn.model import ModelSpec, build_model
 from mtl_models.tasks import TaskSpec
+from mtl_models.train.loaders import channels_last
 
 TASKS = (
     TaskSpec("a", "classification", 3),

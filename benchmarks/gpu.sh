@@ -5,6 +5,7 @@
 #
 #     bash benchmarks/gpu.sh [OUT_DIR]        # logs to OUT_DIR (default benchmarks/out/gpu)
 #
+# 0. The tests marked `gpu` (skipped on machines without CUDA).
 # 1. trainer_overhead.py on cuda: fp32; bf16 + channels-last; the same with torch.compile;
 #    bf16 + channels-last at batch 256. Each table has the ratio to the "model only" floor.
 # 2. weighting_step_time.py on cuda: equal and three gradient aggregators, exact (per-task
@@ -30,6 +31,7 @@ python -c "import torch; print('torch', torch.__version__, torch.cuda.get_device
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv
 trainer="python benchmarks/trainer_overhead.py --device cuda --epochs 5 --repeats 3"
 mtlflow="python -m pipelines.cli"
+step gpu-tests 120 python -m pytest -q -m gpu tests
 step trainer-fp32 90 $trainer
 step trainer-bf16-cl 90 $trainer --bf16 --channels-last
 step trainer-bf16-cl-compile 200 $trainer --bf16 --channels-last --compile

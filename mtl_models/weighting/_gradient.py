@@ -85,6 +85,15 @@ class AggregatorWeighting(WeightingMethod):
         self.aggregator = aggregator
         self.level = level
 
+    def _weights(self, gramian: Tensor) -> Tensor:
+        """The aggregator's task weights from the ``[T, T]`` Gramian, computed on the CPU and
+        returned on the Gramian's device. torchjd's weightings are small sequential programs
+        (UPGrad's quadratic programs in numpy, MGDA's Frank-Wolfe loop branching on values,
+        PCGrad's loop over task pairs), so on a GPU each of their steps waited for the device;
+        one copy of T x T values replaces those waits."""
+        weights = self.aggregator.gramian_weighting(gramian.detach().cpu())
+        return weights.to(gramian.device)
+
     def backward(
         self,
         losses: Sequence[Tensor],
@@ -101,7 +110,7 @@ class AggregatorWeighting(WeightingMethod):
                 # each process's losses are means over its shard of the batch: the whole
                 # batch's Gramian is the processes' mean over their number
                 gramian = self.process_mean(gramian) / self.process_mean.world_size  # type: ignore[attr-defined]
-            weights = self.aggregator.gramian_weighting(gramian).detach()
+            weights = self._weights(gramian)
             backward_weighted(losses, features, jacobian, weights)
             return StepResult((weights * values).sum(), weights, cosine_from_gramian(gramian))
         mtl_backward(
@@ -115,7 +124,7 @@ class AggregatorWeighting(WeightingMethod):
                 p.jac = self.process_mean(p.jac)  # type: ignore[attr-defined]
         if isinstance(self.aggregator, GramianWeightedAggregator):  # one Gramian per step
             gramian = _gramian(shared_params)
-            weights = self.aggregator.gramian_weighting(gramian).detach()
+            weights = self._weights(gramian)
             for p in shared_params:
                 step = (weights.to(p.jac.dtype) @ p.jac.flatten(1)).view_as(p)  # type: ignore[attr-defined]
                 p.grad = step if p.grad is None else p.grad + step

@@ -5,6 +5,7 @@ the project's MLflow store, as `serving_latency.py` does, and sends test-split i
 
     python benchmarks/serving_soak.py                          # 5,000 requests, concurrency 8
     python benchmarks/serving_soak.py --requests 20000 --workers 2 --json soak.json
+    python benchmarks/serving_soak.py --model models:/m-<id>  # another logged model
 
 Reports server errors (5xx), crashes (the server or a worker gone), the RSS of the server and
 its workers at start, peak and end, p50/p99 latency and requests/s of the valid requests, and
@@ -276,8 +277,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="of mlflow models serve")
     parser.add_argument("--max-growth-mb", type=float, default=300, help="end RSS over start")
     parser.add_argument("--json", type=Path, help="also write the summary here")
+    parser.add_argument("--model", help="a model URI to serve instead of the champion")
     args = parser.parse_args()
     model, uri, images = project_model(Path.cwd())
+    model = args.model or model
     cases = soak_cases(images[:16])
     print(f"{model}: {args.requests} requests at concurrency {args.concurrency}", flush=True)
     with served_model(model, uri, Path.cwd(), workers=args.workers) as served:

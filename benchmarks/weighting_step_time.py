@@ -157,12 +157,16 @@ def main() -> None:
         )
 
     base = next(r for r in rows if r["method"] == "equal")
+    command = ["python benchmarks/weighting_step_time.py", f"--steps {args.steps}"]
+    command.append(f"--levels {' '.join(args.levels)}")
+    if args.device != "auto":
+        command.append(f"--device {args.device}")
+    if args.methods:
+        command.append(f"--methods {' '.join(args.methods)}")
+    command += [f"--set {item}" for item in args.overrides]
     print(
         f"\nMachine: {platform.processor() or platform.machine()}, {platform.system()}, "
-        f"device {base['device']}, {date.today()}; "
-        f"`python benchmarks/weighting_step_time.py --steps {args.steps}"
-        f" --levels {' '.join(args.levels)}"
-        f"{''.join(f' --set {item}' for item in args.overrides)}`\n"
+        f"device {base['device']}, {date.today()}; `{' '.join(command)}`\n"
     )
     print("| method | family | ms/step | x equal | peak memory (MiB) | + vs equal |")
     print("|---|---|---:|---:|---:|---:|")

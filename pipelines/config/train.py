@@ -49,9 +49,7 @@ class AffinityConfig(Section):
 class FineTuneConfig(Section):
     """Fine-tuning the backbone (README "Pretrained backbones"); searchable by ``tune``."""
 
-    freeze_epochs: int = Field(
-        0, ge=0, description="first epochs in which the heads train alone"
-    )
+    freeze_epochs: int = Field(0, ge=0, description="first epochs in which the heads train alone")
     backbone_lr_scale: float = Field(
         1.0, gt=0, le=1, description="the backbone's learning rate as a fraction of train.lr"
     )
@@ -95,4 +93,3 @@ class TrainConfig(Section):
 
     def weighting_kwargs(self) -> dict[str, Any]:
         return self.weighting.model_dump(exclude={"method"})
-

@@ -76,7 +76,10 @@ ORDER = [
 def cpu_breakdown(model_uri: str, rows: list[dict[str, str]], n: int) -> None:
     """Where a request's CPU goes: MLflow's own request handler (``invocations``, what the
     server runs in its thread pool) on 1-image JSON bodies from 1 and 8 threads in process,
-    with torch on 1 thread so that each step's thread CPU time is all of its cost."""
+    with torch on 1 thread so that each step's thread CPU time is all of its cost. The
+    model's weights are its own, but its code is this checkout's (imported above, it stands
+    in for the copy the model was logged with): compare code versions over HTTP or with
+    ``--per-image``."""
     import json
     import sys
 
@@ -85,7 +88,7 @@ def cpu_breakdown(model_uri: str, rows: list[dict[str, str]], n: int) -> None:
     torch.set_num_threads(1)
     model = mlflow.pyfunc.load_model(model_uri)
     schema, python_model = model.metadata.get_input_schema(), model._model_impl.python_model
-    pyfunc = sys.modules[type(python_model).__module__]  # the model's copy of our code
+    pyfunc = sys.modules[type(python_model).__module__]  # our serving code (see above)
     if hasattr(python_model, "as_records"):
         python_model.as_records = True  # records, as in the scoring server (not a frame)
     bodies = [json.dumps({"dataframe_records": [row]}).encode() for row in rows]

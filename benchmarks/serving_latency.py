@@ -89,8 +89,7 @@ def cpu_breakdown(model_uri: str, rows: list[dict[str, str]], n: int) -> None:
     model = mlflow.pyfunc.load_model(model_uri)
     schema, python_model = model.metadata.get_input_schema(), model._model_impl.python_model
     pyfunc = sys.modules[type(python_model).__module__]  # our serving code (see above)
-    if hasattr(python_model, "as_records"):
-        python_model.as_records = True  # records, as in the scoring server (not a frame)
+    python_model.as_records = True  # records, as in the scoring server (not a frame)
     bodies = [json.dumps({"dataframe_records": [row]}).encode() for row in rows]
     spent: dict[str, float] = {}
 

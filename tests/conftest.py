@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")  # no daemon per dvc command, no file it leaves
+
+# The machine's temporary folder, before ``_temporary_files_in_basetemp`` moves it: for what
+# another user must reach (the PostgreSQL cluster of ``pg_support`` runs as ``postgres``).
+SYSTEM_TMP = tempfile.gettempdir()
 
 
 def tiny_params_dict(root: Path) -> dict[str, Any]:
@@ -41,6 +47,20 @@ def write_params(root: Path, raw: dict[str, Any]) -> Path:
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_files_in_basetemp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The temporary files of the tools the tests run (torchrun's rendezvous, `mlflow models
+    serve`'s model copy, Prefect's runner storage), in this process and every subprocess, go
+    under pytest's base folder, which pytest prunes (the last 3 runs stay); in the system's
+    folder they would pile up, since a killed tool never removes its own."""
+    folder = tmp_path_factory.getbasetemp() / "tmp"
+    folder.mkdir(exist_ok=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TMPDIR", str(folder))
+        mp.setattr(tempfile, "tempdir", str(folder))
+        yield folder
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SYSTEM_TMP
+
 
 def _as_owner(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
@@ -47,7 +49,8 @@ def postgres_cluster() -> Iterator[str]:
     reason = available()
     if reason:
         pytest.skip(reason)
-    root = Path(tempfile.mkdtemp(prefix="mtlflow-pg-"))
+    # in the system's folder: the ``postgres`` user cannot enter pytest's (mode 0700)
+    root = Path(tempfile.mkdtemp(prefix="mtlflow-pg-", dir=SYSTEM_TMP))
     data, port = root / "data", free_port()
     if os.geteuid() == 0:
         entry = pwd.getpwnam("postgres")

@@ -17,8 +17,9 @@ versions of the serving code (a ``git worktree`` of each on ``PYTHONPATH``) to c
 2. A real `mlflow models serve` process (`--workers`; `--threads` sets OMP_NUM_THREADS, the
    torch threads of each worker): one image per request, at concurrency 1 and 8 (threads
    sending back to back over kept-alive connections, with a client light enough to leave the
-   CPU to the server): p50/p99 latency and requests/s, each beside the 1-minute load average
-   measured after it (the CPU may be shared).
+   CPU to the server): p50/p99 latency, requests/s, and the CPU time the server's processes
+   (all their threads) spent per request, each beside the 1-minute load average measured
+   after it (the CPU may be shared).
 """
 
 from __future__ import annotations
@@ -180,6 +181,19 @@ def per_image(model_uri: str, uri: str, images: np.ndarray, repeats: int) -> Non
     print(result.stdout.strip().splitlines()[-1])
 
 
+def cpu_seconds(pids: set[int]) -> float:
+    """User + system CPU seconds of these processes so far (all their threads, exited ones
+    included), from /proc."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def load(url: str, cases: list[Case], n: int, concurrency: int) -> tuple[list[float], float]:
     """``n`` requests from ``concurrency`` threads, each on its own connection; every answer
     must be 200. Latencies and wall seconds."""
@@ -220,16 +234,19 @@ def http_latency(model: str, uri: str, root: Path, images: np.ndarray, args) -> 
     with served_model(model, uri, root, workers=args.workers, env=env) as served:
         print(
             f"\n| mlflow models serve, --workers {args.workers}{threads}, 1 image/request, "
-            f"{args.requests} requests | p50 ms | p99 ms | requests/s | load avg |\n"
-            "|---|---:|---:|---:|---:|"
+            f"{args.requests} requests | p50 ms | p99 ms | requests/s | server CPU ms/request "
+            "| load avg |\n|---|---:|---:|---:|---:|---:|"
         )
         for concurrency in (1, 8):
             load(served.url, cases, 50 * concurrency, concurrency)  # warm-up
+            pids = served.pids()
+            spent = cpu_seconds(pids)
             times, wall = load(served.url, cases, args.requests, concurrency)
+            spent = cpu_seconds(pids) - spent
             print(
                 f"| concurrency {concurrency} | {percentile(times, 50) * 1e3:.1f} | "
                 f"{percentile(times, 99) * 1e3:.1f} | {args.requests / wall:.0f} | "
-                f"{os.getloadavg()[0]:.2f} |",
+                f"{spent / args.requests * 1e3:.2f} | {os.getloadavg()[0]:.2f} |",
                 flush=True,
             )
 

@@ -11,12 +11,15 @@ from mlflow.pyfunc import scoring_server
 from pipelines.serving import pyfunc
 
 
+def stand_in_predictor(weights, spec, onnx_file=None) -> SimpleNamespace:
+    """What ``load_context`` builds, without a checkpoint: it keeps the export it was given."""
+    return SimpleNamespace(predict_columns=None, onnx_file=onnx_file)
+
+
 @pytest.fixture
 def load_context(monkeypatch: pytest.MonkeyPatch):
     """``MultiTaskPyfunc.load_context`` on a stand-in checkpoint; torch's threads restored."""
-    monkeypatch.setattr(
-        pyfunc, "Predictor", lambda weights, spec: SimpleNamespace(predict_columns=None)
-    )
+    monkeypatch.setattr(pyfunc, "Predictor", stand_in_predictor)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("MTLFLOW_SERVE_TORCH_THREADS", raising=False)
     before = torch.get_num_threads()
@@ -33,6 +36,22 @@ def test_a_server_process_runs_torch_on_one_thread_unless_told(load_context, mon
     monkeypatch.setenv("MTLFLOW_SERVE_TORCH_THREADS", "2")
     load_context()
     assert torch.get_num_threads() == 2
+
+
+def test_the_forward_runs_on_the_logged_export_unless_the_engine_is_torch(monkeypatch):
+    monkeypatch.setattr(pyfunc, "Predictor", stand_in_predictor)
+    artifacts = {"weights": "model.pt", "spec": "model_spec.json", "onnx": "model.onnx"}
+    model = pyfunc.MultiTaskPyfunc()
+    monkeypatch.delenv("MTLFLOW_SERVE_ENGINE", raising=False)
+    model.load_context(SimpleNamespace(artifacts=artifacts))
+    assert str(model.predictor.onnx_file) == "model.onnx"
+    monkeypatch.setenv("MTLFLOW_SERVE_ENGINE", "torch")
+    model.load_context(SimpleNamespace(artifacts=artifacts))
+    assert model.predictor.onnx_file is None
+    # a model logged before the export existed, or whose export failed: torch
+    monkeypatch.delenv("MTLFLOW_SERVE_ENGINE")
+    model.load_context(SimpleNamespace(artifacts={"weights": "model.pt", "spec": "s.json"}))
+    assert model.predictor.onnx_file is None
 
 
 def test_an_omp_num_threads_given_to_the_server_is_kept(load_context, monkeypatch):

@@ -8,6 +8,7 @@ the project's MLflow store):
     python benchmarks/serving_latency.py --breakdown           # where a request's CPU goes
     python benchmarks/serving_latency.py --model models:/m-<id> --skip-pyfunc  # another model
     python benchmarks/serving_latency.py --per-image           # the network, batched, no HTTP
+    python benchmarks/serving_latency.py --skip-pyfunc --workers 2 --engine torch  # A/B
 
 ``--model`` serves any logged model instead of the champion: log the same checkpoint with two
 versions of the serving code (a ``git worktree`` of each on ``PYTHONPATH``) to compare them.
@@ -15,7 +16,8 @@ versions of the serving code (a ``git worktree`` of each on ``PYTHONPATH``) to c
 1. pyfunc `predict` on 1 and 64 test images (base64 PNG rows, as a client sends them):
    median and p99 latency.
 2. A real `mlflow models serve` process (`--workers`; `--threads` sets OMP_NUM_THREADS, the
-   torch threads of each worker): one image per request, at concurrency 1 and 8 (threads
+   torch threads of each worker; `--engine` the forward pass's engine, ONNX Runtime by
+   default where the model has its export): one image per request, at concurrency 1 and 8 (threads
    sending back to back over kept-alive connections, with a client light enough to leave the
    CPU to the server): p50/p99 latency, requests/s, and the CPU time the server's processes
    (all their threads) spent per request, each beside the 1-minute load average measured
@@ -231,6 +233,9 @@ def http_latency(model: str, uri: str, root: Path, images: np.ndarray, args) -> 
     ]
     env = {} if args.threads is None else {"OMP_NUM_THREADS": str(args.threads)}
     threads = f", OMP_NUM_THREADS={args.threads}" if args.threads else ""
+    if args.engine:
+        env["MTLFLOW_SERVE_ENGINE"] = args.engine
+        threads += f", MTLFLOW_SERVE_ENGINE={args.engine}"
     with served_model(model, uri, root, workers=args.workers, env=env) as served:
         print(
             f"\n| mlflow models serve, --workers {args.workers}{threads}, 1 image/request, "
@@ -257,6 +262,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50, help="pyfunc calls per batch size")
     parser.add_argument("--workers", type=int, default=1, help="of mlflow models serve")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the server")
+    parser.add_argument(
+        "--engine", choices=["onnx", "torch"], help="MTLFLOW_SERVE_ENGINE of the server"
+    )
     parser.add_argument("--skip-pyfunc", action="store_true", help="only the HTTP part")
     parser.add_argument("--breakdown", action="store_true", help="only the CPU breakdown")
     parser.add_argument("--model", help="a model URI to serve instead of the champion")

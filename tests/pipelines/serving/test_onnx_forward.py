@@ -119,6 +119,13 @@ def test_the_server_engine_comes_from_the_environment(monkeypatch):
         serve_engine()
 
 
+def use_store(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh SQLite MLflow store in ``root``, with an experiment of its own."""
+    monkeypatch.chdir(root)  # MLflow puts artifacts under ./mlruns
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    mlflow.set_experiment("onnx")
+
+
 def logged_files(model_uri: str, scratch: Path) -> set[str]:
     """Names of the files logged with the model's artifacts (weights, spec, export)."""
     local = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(scratch / "dl")))
@@ -129,8 +136,7 @@ def logged_files(model_uri: str, scratch: Path) -> set[str]:
 def test_a_logged_model_carries_its_export_and_serves_the_same_with_either_engine(
     tmp_path: Path, monkeypatch
 ):
-    monkeypatch.chdir(tmp_path)  # MLflow puts artifacts under ./mlruns
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    use_store(tmp_path, monkeypatch)
     model, spec = small_model()
     save_checkpoint(model, spec, tmp_path / "ckpt")
     rng = np.random.default_rng(0)
@@ -156,8 +162,7 @@ def test_a_logged_model_carries_its_export_and_serves_the_same_with_either_engin
 
 @pytest.mark.slow
 def test_a_model_whose_export_fails_is_logged_for_torch_with_a_warning(tmp_path: Path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    use_store(tmp_path, monkeypatch)
     model, spec = small_model()
     save_checkpoint(model, spec, tmp_path / "ckpt")
     monkeypatch.setattr(onnx_forward, "TOLERANCE", -1.0)

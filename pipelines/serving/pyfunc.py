@@ -215,17 +215,11 @@ def log_pyfunc_model(checkpoint_dir: Path, example: pd.DataFrame | np.ndarray) -
 
 
 def _requirements() -> list[str]:
-    """Pinned from the running environment; saves MLflow's slow requirement inference. The
-    server's own: ONNX Runtime for the forward pass, uvicorn's C event loop and parser."""
-    from importlib.metadata import PackageNotFoundError, version
+    """Pinned from the running environment; saves MLflow's slow requirement inference."""
+    from importlib.metadata import version
 
     pins = []
     packages = ("mlflow", "torch", "torchvision", "timm", "safetensors", "numpy", "pandas")
-    packages += ("pillow", "scikit-learn", "torchjd", "onnxruntime", "httptools", "uvloop")
-    for package in packages:
-        try:
-            pin = f"{package}=={version(package).split('+')[0]}"
-        except PackageNotFoundError:  # uvloop: none on Windows
-            continue
-        pins.append(pin + ("; sys_platform != 'win32'" if package == "uvloop" else ""))
+    for package in (*packages, "pillow", "scikit-learn", "torchjd", "onnxruntime"):
+        pins.append(f"{package}=={version(package).split('+')[0]}")
     return pins

@@ -37,6 +37,21 @@ ARGS: dict[str, dict[str, Any]] = {
 }
 
 
+def small_spec(architecture: str = "hps", kind: str = "cnn") -> ModelSpec:
+    """A small model of ``architecture`` on an image (``cnn``) or on a table, a signal and an
+    image together (``fusion``)."""
+    return ModelSpec(
+        tasks=TASKS,
+        backbone=kind,
+        backbone_args={"width": 4, "depth": 3},
+        shared_depth=1,
+        head_hidden=8,
+        inputs=(IMAGE,) if kind == "cnn" else (TABLE, SIGNAL, IMAGE),
+        architecture=architecture,
+        architecture_args=ARGS.get(architecture, {}),
+    )
+
+
 def trained_like(model: nn.Module) -> nn.Module:
     """Running statistics and affine terms far from their initial values, as after training,
     so that folding them changes the convolutions' weights."""
@@ -78,19 +93,9 @@ def batch_norms(model: nn.Module) -> int:
 @pytest.mark.parametrize("architecture", ARCHITECTURES.names())
 @pytest.mark.parametrize("kind", ["cnn", "fusion"])
 def test_every_architecture_predicts_the_same_after_folding(architecture: str, kind: str):
-    inputs = (IMAGE,) if kind == "cnn" else (TABLE, SIGNAL, IMAGE)
-    spec = ModelSpec(
-        tasks=TASKS,
-        backbone=kind,
-        backbone_args={"width": 4, "depth": 3},
-        shared_depth=1,
-        head_hidden=8,
-        inputs=inputs,
-        architecture=architecture,
-        architecture_args=ARGS.get(architecture, {}),
-    )
+    spec = small_spec(architecture, kind)
     model = trained_like(build_model(spec))
-    fast = assert_same_predictions(model, batch(inputs))
+    fast = assert_same_predictions(model, batch(spec.input_specs()))
     # every convolution's norm (images, signals) is folded: none is left in the copy
     assert batch_norms(model) > 0
     assert batch_norms(fast) == 0

@@ -21,21 +21,11 @@ from mtl_models.train.loaders import channels_last
 from pipelines.serving import encode_png, log_pyfunc_model, onnx_forward
 from pipelines.serving.onnx_forward import OnnxForward, serve_engine
 from pipelines.serving.pyfunc import ENGINE_TAG
-from tests.mtl_models.nn.test_inference import ARGS, IMAGE, SIGNAL, TABLE, TASKS, trained_like
+from tests.mtl_models.nn.test_inference import small_spec, trained_like
 
 
 def small_model(architecture: str = "hps", kind: str = "cnn") -> tuple[nn.Module, ModelSpec]:
-    inputs = (IMAGE,) if kind == "cnn" else (TABLE, SIGNAL, IMAGE)
-    spec = ModelSpec(
-        tasks=TASKS,
-        backbone=kind,
-        backbone_args={"width": 4, "depth": 3},
-        shared_depth=1,
-        head_hidden=8,
-        inputs=inputs,
-        architecture=architecture,
-        architecture_args=ARGS.get(architecture, {}),
-    )
+    spec = small_spec(architecture, kind)
     return trained_like(build_model(spec)), spec
 
 

@@ -109,10 +109,14 @@ def to_tensor(array: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
+def model_inputs(tensors: Mapping[str, Tensor]) -> Inputs:
+    """As the model reads them: the tensor of a lone input, else the dict of tensors by name."""
+    return next(iter(tensors.values())) if len(tensors) == 1 else dict(tensors)
+
+
 def batch_inputs(arrays: Mapping[str, np.ndarray]) -> Inputs:
     """A batch for the model: the tensor of a lone input, else a dict of tensors by name."""
-    tensors = {name: to_tensor(a) for name, a in arrays.items()}
-    return next(iter(tensors.values())) if len(tensors) == 1 else tensors
+    return model_inputs({name: to_tensor(a) for name, a in arrays.items()})
 
 
 def to_device(inputs: Inputs, device: torch.device) -> Inputs:
@@ -176,9 +180,7 @@ class MultiTaskDataset(Dataset[tuple[Inputs, Tensor]]):
     def _sample(self, row: int) -> tuple[Inputs, Tensor]:
         if self._tensors is not None:
             tensors, labels = self._tensors
-            named = {n: t[row] for n, t in tensors.items()}
-            inputs: Inputs = next(iter(named.values())) if len(named) == 1 else named
-            return inputs, labels[row]
+            return model_inputs({n: t[row] for n, t in tensors.items()}), labels[row]
         assert self.transform is not None and self.image_input is not None
         arrays = {n: a[row : row + 1] for n, a in self.inputs.items()}
         image, label_row = self.transform(self.inputs[self.image_input][row], self.labels[row])

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mtl_models.train.loaders import Inputs
+from mtl_models.train.loaders import Inputs, model_inputs
 
 ONNX_FILE = "model.onnx"
 TOLERANCE = 1e-4  # largest |ONNX - torch| on an output, relative to the output's largest |value|
@@ -42,11 +42,6 @@ def serve_engine() -> str:
     return engine
 
 
-def _model_inputs(tensors: dict[str, Tensor]) -> Inputs:
-    """As the model reads them: the tensor of a lone input, else the dict by name."""
-    return next(iter(tensors.values())) if len(tensors) == 1 else tensors
-
-
 class _Positional(nn.Module):
     """The model with positional inputs (in ``input_names`` order) and a tuple of outputs (in
     ``output_names`` order): the signature an ONNX graph has."""
@@ -56,7 +51,7 @@ class _Positional(nn.Module):
         self.model, self.input_names, self.output_names = model, input_names, output_names
 
     def forward(self, *tensors: Tensor) -> tuple[Tensor, ...]:
-        outputs = self.model(_model_inputs(dict(zip(self.input_names, tensors, strict=True))))
+        outputs = self.model(model_inputs(dict(zip(self.input_names, tensors, strict=True))))
         return tuple(outputs[name] for name in self.output_names)
 
 
@@ -92,7 +87,7 @@ def export(model: nn.Module, tensors: dict[str, Tensor], path: Path) -> str | No
     None when it is written and agrees with torch; else why not (and nothing is left at
     ``path``)."""
     with torch.inference_mode():
-        output_names = list(model(_model_inputs(tensors)))
+        output_names = list(model(model_inputs(tensors)))
     wrapped = _Positional(model, list(tensors), output_names).eval()
     batch = torch.export.Dim("batch", min=1, max=65536)
     try:

@@ -31,7 +31,7 @@ from mlflow.models.model import ModelInfo
 from mtl_models.nn.checkpoint import SPEC_FILE, WEIGHTS_FILE, load_checkpoint
 from mtl_models.nn.inference import for_inference
 from mtl_models.nn.model import ModelSpec
-from mtl_models.train.loaders import Inputs, batch_inputs, channels_last, to_device
+from mtl_models.train.loaders import Inputs, batch_inputs, channels_last, to_device, to_tensor
 from pipelines.serving import onnx_forward
 from pipelines.serving.batching import MicroBatcher
 from pipelines.serving.guard import RequestRefused, in_scoring_server
@@ -75,7 +75,7 @@ class Predictor:
         arrays = request_inputs(example, self.spec.input_specs())
         if len(example) == 1:  # a batch of 1 would fix the graph's batch size
             arrays = {name: np.concatenate([a, a]) for name, a in arrays.items()}
-        tensors = {name: channels_last(batch_inputs({name: a})) for name, a in arrays.items()}
+        tensors = {name: channels_last(to_tensor(a)) for name, a in arrays.items()}
         return onnx_forward.export(self.model, tensors, path)
 
     def predict_inputs(self, inputs: dict[str, np.ndarray], batch_size: int = 256) -> pd.DataFrame:

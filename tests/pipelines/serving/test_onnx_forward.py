@@ -17,7 +17,7 @@ from mtl_models.nn.architectures import ARCHITECTURES
 from mtl_models.nn.checkpoint import save_checkpoint
 from mtl_models.nn.inference import for_inference
 from mtl_models.nn.model import ModelSpec, build_model
-from mtl_models.train.loaders import channels_last
+from mtl_models.train.loaders import channels_last, model_inputs
 from pipelines.serving import encode_png, log_pyfunc_model, onnx_forward
 from pipelines.serving.onnx_forward import OnnxForward, serve_engine
 from pipelines.serving.pyfunc import ENGINE_TAG
@@ -40,8 +40,7 @@ def random_batch(spec: ModelSpec, n: int, seed: int) -> dict[str, torch.Tensor]:
 
 def assert_onnx_matches_torch(model: nn.Module, spec: ModelSpec, path: Path) -> None:
     """On a batch of a size the export never saw: the same outputs, the same predictions."""
-    batch = random_batch(spec, 7, seed=5)
-    inputs = next(iter(batch.values())) if len(batch) == 1 else batch
+    inputs = model_inputs(random_batch(spec, 7, seed=5))
     with torch.inference_mode():
         expected = model(inputs)
     got = OnnxForward(path, threads=1)(inputs)

@@ -82,6 +82,13 @@ def make_sampler(params: Params, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.TPESampler(
             n_startup_trials=cfg.n_startup_trials, seed=seed, constant_liar=True
         )
+    if cfg.name == "qmc":
+        with warnings.catch_warnings():  # experimental in Optuna since 3.0, stable interface
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # parameters outside the first trial's space (a `when` entry) are drawn at random
+            return optuna.samplers.QMCSampler(
+                seed=seed, scramble=True, warn_independent_sampling=False
+            )
     if cfg.name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=cfg.population_size, seed=seed)
     return optuna.samplers.RandomSampler(seed=seed)

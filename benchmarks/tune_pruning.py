@@ -7,12 +7,18 @@ machine load falls on every arm alike. Every arm has the same search space, samp
 (`tune.seed`), trial count and per-trial epochs; only the pruner differs. Each run is a fresh
 process with a fresh study and a scratch MLflow store, so the project's own are untouched.
 
+With the default sampler, `qmc`, both arms of a seed draw the same values in the same order
+(what it draws never depends on earlier scores) and training is deterministic, so a pruned
+search reaches the unpruned best by training the same trial; the difference is only what
+pruning cut. With `tpe` the arms draw different values once pruned trials enter its model,
+and the comparison measures the sampler's luck as much as the pruner.
+
 From each study (trial start/complete times and values) it takes the best-so-far validation
 score against the time since the first trial started, and reports when the pruned search
 first reached (>=) the unpruned search's best, as a share of the unpruned search's time.
 Epochs trained are the load-independent cost. The JSON goes to benchmarks/out/.
 
-    python benchmarks/tune_pruning.py
+    python benchmarks/tune_pruning.py            # seeds 0-2: unpruned and params.yaml's pruner
     python benchmarks/tune_pruning.py --seeds 0 1 2 \\
         --pruner name=median --pruner name=successive_halving,min_resource=1,reduction_factor=3
     python benchmarks/tune_pruning.py --set tune.epochs=8 --pruner name=hyperband
@@ -108,7 +114,11 @@ def compare(rows: list[dict]) -> None:
         ref = reference.setdefault(row["seed"], row)
         hit = next((h for h in row["curve"] if h[1] >= ref["best"] - TIE), None)
         epochs = hit and sum(len(t["scores"]) for t in row["per_trial"] if t["end_s"] <= hit[0])
+        draws = {t["trial"]: t["params"] for t in row["per_trial"]}
+        ref_draws = {t["trial"]: t["params"] for t in ref["per_trial"]}
         row |= {
+            # every trial number both searches ran drew the same values (qmc: always)
+            "same_draws": all(ref_draws.get(n, v) == v for n, v in draws.items()),
             "reached_s": hit and hit[0],
             "reached_trial": hit and hit[2],
             "reached_epochs": epochs,
@@ -120,8 +130,9 @@ def compare(rows: list[dict]) -> None:
 def table(rows: list[dict]) -> str:
     lines = [
         "| seed | pruner | trials | pruned | epochs | best val score (trial) | search s "
-        "| reached unpruned best: s (trial) | % of unpruned time | epochs by then (%) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| reached unpruned best: s (trial) | % of unpruned time | epochs by then (%) "
+        "| same draws |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         hit = r["reached_s"] is not None
@@ -134,6 +145,7 @@ def table(rows: list[dict]) -> str:
                 if hit
                 else "never | never | never |"
             )
+            + f" {'yes' if r['same_draws'] else 'no'} |"
         )
     return "\n".join(lines)
 

@@ -82,3 +82,28 @@ def test_successive_halving_min_resource_is_not_bound_to_the_budget():
 def test_unknown_pruner_is_rejected():
     with pytest.raises(ConfigError, match="pruner"):
         tune_params({"name": "asha"})
+
+
+def test_the_shipped_pruner_decides_at_epoch_2_and_keeps_the_best_quarter():
+    # the shipped search: every trial's first epoch scores 0 (one level per task), so the
+    # first decision falls on epoch 2, where a trial goes on only among the best so far
+    params = parse_params(yaml.safe_load((REPO / "params.yaml").read_text()), "params.yaml")
+    epochs = params.tune.epochs
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(params))
+    quality = [0.9, 0.5, 0.95, 0.3, 0.6, 0.2, 0.7, 0.4, 0.1, 0.8, 0.35, 0.45]
+
+    def objective(trial: optuna.Trial) -> float:
+        q = quality[trial.number]
+        for epoch in range(1, epochs + 1):
+            trial.report(0.0 if epoch == 1 else q * epoch / epochs, epoch)
+            if epoch < epochs and trial.should_prune():
+                raise optuna.TrialPruned()
+        return q
+
+    study.optimize(objective, n_trials=len(quality))
+    pruned = [t for t in study.trials if t.state is TrialState.PRUNED]
+    assert {t.last_step for t in pruned} == {2}  # never on the uninformative epoch 1
+    complete = {t.number for t in study.trials if t.state is TrialState.COMPLETE}
+    # the first trial (nothing to compare with) and the best; every other trial is outside
+    # the best quarter of the trials that reached epoch 2 before it
+    assert complete == {0, 2}

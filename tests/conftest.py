@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.config import Params, load_params
+from pipelines.config import Params, load_params, parse_params
 from pipelines.files import ProjectPaths
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +41,13 @@ def tiny_params_dict(root: Path) -> dict[str, Any]:
     raw["tracking"] = {"uri": f"sqlite:///{root / 'mlflow.db'}", "experiment": "tests"}
     raw["register"] = {"model_name": "tiny-defects", "alias": "champion"}
     return raw
+
+
+def shipped_tune_params(**tune: Any) -> Params:
+    """The shipped params.yaml with the given keys of its ``tune`` section replaced."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["tune"] |= tune
+    return parse_params(raw, "params.yaml")
 
 
 def write_params(root: Path, raw: dict[str, Any]) -> Path:

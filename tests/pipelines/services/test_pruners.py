@@ -6,20 +6,17 @@ from typing import Any
 
 import optuna
 import pytest
-import yaml
 from optuna.trial import TrialState
 
-from pipelines.config import Params, parse_params
+from pipelines.config import Params
 from pipelines.errors import ConfigError
 from pipelines.services.study import make_pruner
-from tests.conftest import REPO
+from tests.conftest import shipped_tune_params
 
 
 def tune_params(pruner: dict[str, Any], epochs: int = 9) -> Params:
     """The shipped params.yaml with ``tune.pruner`` and ``tune.epochs`` replaced."""
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["tune"] |= {"pruner": pruner, "epochs": epochs}
-    return parse_params(raw, "params.yaml")
+    return shipped_tune_params(pruner=pruner, epochs=epochs)
 
 
 @pytest.mark.parametrize(
@@ -87,7 +84,7 @@ def test_unknown_pruner_is_rejected():
 def test_the_shipped_pruner_decides_at_epoch_2_and_keeps_the_best_quarter():
     # the shipped search: every trial's first epoch scores 0 (one level per task), so the
     # first decision falls on epoch 2, where a trial goes on only among the best so far
-    params = parse_params(yaml.safe_load((REPO / "params.yaml").read_text()), "params.yaml")
+    params = shipped_tune_params()
     epochs = params.tune.epochs
     study = optuna.create_study(direction="maximize", pruner=make_pruner(params))
     quality = [0.9, 0.5, 0.95, 0.3, 0.6, 0.2, 0.7, 0.4, 0.1, 0.8, 0.35, 0.45]

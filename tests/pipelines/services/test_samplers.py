@@ -4,24 +4,16 @@ whatever the earlier trials scored, so a pruned search trains the unpruned searc
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import optuna
 import pytest
 import yaml
 
-from pipelines.config import Params, parse_params
+from pipelines.config import Params
 from pipelines.errors import ConfigError
 from pipelines.services.study import make_sampler
 from pipelines.services.trials import sample
-from tests.conftest import REPO
-
-
-def tune_params(sampler: dict[str, Any]) -> Params:
-    """The shipped params.yaml with ``tune.sampler`` replaced."""
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["tune"] |= {"sampler": sampler}
-    return parse_params(raw, "params.yaml")
+from tests.conftest import REPO, shipped_tune_params
 
 
 @pytest.mark.parametrize(
@@ -36,12 +28,12 @@ def tune_params(sampler: dict[str, Any]) -> Params:
 def test_each_sampler_name_builds_its_sampler(name, kind):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Optuna's "experimental" notice stays out of the log
-        assert isinstance(make_sampler(tune_params({"name": name}), seed=0), kind)
+        assert isinstance(make_sampler(shipped_tune_params(sampler={"name": name}), seed=0), kind)
 
 
 def test_unknown_sampler_is_rejected():
     with pytest.raises(ConfigError, match="sampler"):
-        tune_params({"name": "cmaes"})
+        shipped_tune_params(sampler={"name": "cmaes"})
 
 
 def draws(params: Params, seed: int, prune_every: int | None, n: int = 10) -> list[dict]:
@@ -69,7 +61,7 @@ def draws(params: Params, seed: int, prune_every: int | None, n: int = 10) -> li
 
 
 def test_qmc_draws_do_not_depend_on_earlier_results():
-    params = tune_params({"name": "qmc"})
+    params = shipped_tune_params(sampler={"name": "qmc"})
     unpruned = draws(params, seed=0, prune_every=None)
     assert draws(params, seed=0, prune_every=2) == unpruned
     assert draws(params, seed=0, prune_every=3) == unpruned
@@ -79,7 +71,7 @@ def test_qmc_draws_do_not_depend_on_earlier_results():
 
 def test_qmc_covers_every_choice_early():
     # a low-discrepancy sequence: 8 trials already try both batch sizes and every method
-    values = draws(tune_params({"name": "qmc"}), seed=0, prune_every=None, n=8)
+    values = draws(shipped_tune_params(sampler={"name": "qmc"}), seed=0, prune_every=None, n=8)
     assert {v["train.batch_size"] for v in values} == {32, 64}
     assert {v["train.weighting.method"] for v in values} == {"equal", "uw", "dwa"}
 
@@ -87,5 +79,5 @@ def test_qmc_covers_every_choice_early():
 def test_tpe_draws_follow_the_results():
     # the contrast that makes tpe a poor arm for measuring pruning: its later draws change
     # when earlier trials are pruned instead of scored
-    params = tune_params({"name": "tpe", "n_startup_trials": 2})
+    params = shipped_tune_params(sampler={"name": "tpe", "n_startup_trials": 2})
     assert draws(params, seed=0, prune_every=2) != draws(params, seed=0, prune_every=None)

@@ -90,7 +90,13 @@ def wait_for(condition, timeout: float, what: str) -> None:
 
 
 def test_a_killed_tune_continues_and_marks_the_running_trial_failed(project):
-    settings = ["tune.n_trials=3", "tune.epochs=40", "tune.heartbeat_seconds=1"]
+    # no pruner: trial 1 must still be training when the process is killed
+    settings = [
+        "tune.n_trials=3",
+        "tune.epochs=40",
+        "tune.heartbeat_seconds=1",
+        "tune.pruner.name=none",
+    ]
     params = load_params(project / "params.yaml", settings)
     name = study_name(params)
 

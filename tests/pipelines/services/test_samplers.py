@@ -7,13 +7,12 @@ import warnings
 
 import optuna
 import pytest
-import yaml
 
-from pipelines.config import Params
+from pipelines.config import Params, params_dict
 from pipelines.errors import ConfigError
 from pipelines.services.study import make_sampler
 from pipelines.services.trials import sample
-from tests.conftest import REPO, shipped_tune_params
+from tests.conftest import shipped_tune_params
 
 
 @pytest.mark.parametrize(
@@ -38,13 +37,13 @@ def test_unknown_sampler_is_rejected():
 
 def draws(params: Params, seed: int, prune_every: int | None, n: int = 10) -> list[dict]:
     """The values ``n`` trials of the shipped search space get; with ``prune_every``, every
-    such trial is pruned at its first report and the others score at random."""
+    such trial is pruned at its first report and the others get a fixed, varied score."""
     study = optuna.create_study(
         direction="maximize",
         sampler=make_sampler(params, seed),
         pruner=optuna.pruners.ThresholdPruner(lower=0.5),
     )
-    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    base = params_dict(params)  # what `when` conditions read, as in `Objective`
     scores = iter([0.9, 0.2, 0.7, 0.4, 0.8, 0.1, 0.6, 0.3, 0.95, 0.05])
     values = []
     for number in range(n):
